@@ -627,7 +627,7 @@ class Ray(Part):
 
     def pids(self) -> list[int]:
         """Every process of our Ray cluster: those whose command line names our temp dir or GCS."""
-        marks = (str(self.temp_dir).encode(), f"127.0.0.1:{PORTS['ray_gcs']}".encode())
+        temp, gcs = str(self.temp_dir).encode(), f":{PORTS['ray_gcs']}".encode()
         found = []
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -636,7 +636,10 @@ class Ray(Part):
                 cmd = (proc / "cmdline").read_bytes()
             except OSError:
                 continue
-            if any(m in cmd for m in marks) and b"stack.py" not in cmd:
+            args = cmd.split(b"\0")
+            ours = temp in cmd or (b"ray" in cmd and any(
+                a.endswith(gcs) or (gcs + b" ") in a for a in args))
+            if ours and b"stack.py" not in cmd:
                 found.append(int(proc.name))
         return [p for p in found if pid_alive(p)]
 
@@ -688,7 +691,9 @@ class Ray(Part):
                        "--dashboard-port", str(PORTS["ray_dashboard"]),
                        "--ray-client-server-port", str(PORTS["ray_client"]), *common]
             else:
-                cmd = [ray, "start", "--address", self.address(), *common]
+                # One log monitor per physical host (Ray's advice): the head's.
+                cmd = [ray, "start", "--address", self.address(),
+                       "--include-log-monitor", "false", *common]
             say(self.name, f"ray start {'--head ' if node.get('head') else ''}"
                            f"node {node['name']} ({node['site']}, {node['jurisdiction']})")
             out = run(cmd, what=f"ray start ({node['name']})", env=env, timeout=180)
@@ -708,7 +713,7 @@ class Ray(Part):
                 return b""
         raylets = [p for p in pids if b"raylet" in kind(p).split(b"\0")[0]]
         terminate(raylets, what=self.name, grace=10)
-        terminate(self.pids(), what=self.name, grace=10)
+        terminate(self.pids(), what=self.name, grace=3)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
