@@ -1,0 +1,11 @@
+"""The Kafka journal: group-committed, fenced, snapshot-bounded event storage for hosts."""
+
+from exchange.journal.kafka_journal import (
+    Journal,
+    JournalConfig,
+    JournalFailed,
+    RecoveredAggregate,
+    ensure_topics,
+)
+
+__all__ = ["Journal", "JournalConfig", "JournalFailed", "RecoveredAggregate", "ensure_topics"]

@@ -1,0 +1,360 @@
+"""A host's journal in Kafka: group commit, fencing, snapshots and recovery.
+
+Owns one host's events partition and snapshots partition. Every aggregate the host
+holds writes through it. It never decides or applies anything: callers hand it
+already-encoded events, and await the returned future before they answer anyone
+(persist, then reply).
+
+- Group commit: every append made while a flush is in flight goes into the next flush.
+  A flush is one Kafka transaction holding one record per aggregate (all its events of
+  that window), plus any snapshots due; the awaited future resolves when the
+  transaction has committed (acks=all, idempotent, transactional producer).
+- Fencing: the transactional id is the host identity (`<prefix>.<stream>.<partition>`);
+  a restarted host's init_transactions bumps the epoch, so a zombie predecessor's next
+  commit fails with ProducerFenced. Any failed flush fails the journal for good: the
+  host must exit and recover (crash-only), because its in-memory state ran ahead of
+  what Kafka holds.
+- Snapshots: a checkpoint writes, in the same transaction as a flush, a snapshot of
+  every aggregate changed since the previous checkpoint and a Checkpoint record naming
+  the last events offset they cover. Recovery reads the compacted snapshots partition,
+  then the events after the last checkpoint, so its time is bounded by the checkpoint
+  interval, not by history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from exchange.journal.records import (
+    CHECKPOINT_KEY,
+    Checkpoint,
+    EventBatch,
+    Snapshot,
+    batch_decoder,
+    batch_encoder,
+    checkpoint_decoder,
+    snapshot_decoder,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_RECORD = 2000
+
+
+class JournalFailed(RuntimeError):
+    """The journal can no longer write (fenced, broker lost past retries): exit and recover."""
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    bootstrap: str
+    stream: str                 # "markets", "wallets", ...
+    partitions: int = 8         # how many hosts of this stream can exist
+    prefix: str = "exchange"
+    checkpoint_every_flushes: int = 200
+    checkpoint_every_s: float = 5.0
+    linger_s: float = 0.0       # extra wait before a flush to gather more (0: flush as soon as idle)
+    request_timeout_ms: int = 30000
+    transaction_timeout_ms: int = 60000
+
+    @property
+    def events_topic(self) -> str:
+        return f"{self.prefix}.{self.stream}.events"
+
+    @property
+    def snapshots_topic(self) -> str:
+        return f"{self.prefix}.{self.stream}.snapshots"
+
+
+async def ensure_topics(config: JournalConfig) -> None:
+    """Creates the stream's events (delete policy) and snapshots (compacted) topics if missing."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = []
+        if config.events_topic not in existing:
+            wanted.append(NewTopic(config.events_topic, config.partitions, 1,
+                                   topic_configs={"retention.ms": "-1", "min.insync.replicas": "1"}))
+        if config.snapshots_topic not in existing:
+            wanted.append(NewTopic(config.snapshots_topic, config.partitions, 1,
+                                   topic_configs={"cleanup.policy": "compact",
+                                                  "min.compaction.lag.ms": "0",
+                                                  "segment.ms": "600000"}))
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+@dataclass
+class RecoveredAggregate:
+    """What recovery found for one aggregate: its latest snapshot and the events after it."""
+
+    aggregate_id: str
+    snapshot: bytes | None = None
+    snapshot_seq: int = 0
+    events: list[bytes] = field(default_factory=list)   # encoded events snapshot_seq+1, +2, ...
+
+    @property
+    def seq(self) -> int:
+        return self.snapshot_seq + len(self.events)
+
+
+class Journal:
+    """One host's journal (see the module docstring)."""
+
+    def __init__(self, config: JournalConfig, partition: int,
+                 snapshot_source: Callable[[Iterable[str]], dict[str, tuple[int, bytes]]] | None = None):
+        if not 0 <= partition < config.partitions:
+            raise ValueError(f"partition {partition} outside 0..{config.partitions - 1}")
+        self.config = config
+        self.partition = partition
+        self.host_id = f"{config.prefix}.{config.stream}.{partition}"
+        self._snapshot_source = snapshot_source
+        self._producer: AIOKafkaProducer | None = None
+        self._pending: dict[str, list] = {}            # aggregate id -> [first_seq, [raw events]]
+        self._next_seq: dict[str, int] = {}
+        self._waiter: asyncio.Future | None = None
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._failed: BaseException | None = None
+        self._dirty: set[str] = set()
+        self._flushes_since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._last_events_offset = -1
+        # figures for metrics
+        self.flushes = 0
+        self.records = 0
+        self.events = 0
+        self.last_flush_ms = 0.0
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Connects as this host identity, fencing any predecessor with the same identity."""
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.config.bootstrap,
+            transactional_id=self.host_id,
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=0,
+            max_batch_size=256 * 1024,
+            max_request_size=4 * 1024 * 1024,
+            request_timeout_ms=self.config.request_timeout_ms,
+            transaction_timeout_ms=self.config.transaction_timeout_ms,
+        )
+        await self._producer.start()
+        self._task = asyncio.get_running_loop().create_task(self._flush_loop(), name=f"journal {self.host_id}")
+
+    async def stop(self) -> None:
+        """Flushes what is pending, then disconnects."""
+        if self._task is not None:
+            if self._pending and self._failed is None:
+                await self._current_waiter()
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+        if self._producer is not None:
+            try:
+                await self._producer.stop()
+            except Exception:  # a fenced producer may refuse to stop cleanly
+                log.debug("producer stop failed", exc_info=True)
+            self._producer = None
+
+    @property
+    def failed(self) -> BaseException | None:
+        return self._failed
+
+    # ---------------------------------------------------------------- writing
+
+    def set_next_seq(self, aggregate_id: str, seq: int) -> None:
+        """Tells the journal the next sequence number of a recovered aggregate."""
+        self._next_seq[aggregate_id] = seq
+
+    def append(self, aggregate_id: str, events: list[bytes]) -> asyncio.Future:
+        """Queues an aggregate's encoded events (each one msgpack value) for the next group commit.
+
+        Returns a future that resolves when they are committed in Kafka, or raises
+        JournalFailed. Events must be appended in the order they were applied.
+        """
+        if self._failed is not None:
+            raise JournalFailed(f"journal {self.host_id} failed: {self._failed!r}")
+        entry = self._pending.get(aggregate_id)
+        if entry is None:
+            first = self._next_seq.get(aggregate_id, 1)
+            self._pending[aggregate_id] = [first, [msgspec.Raw(e) for e in events]]
+        else:
+            entry[1].extend(msgspec.Raw(e) for e in events)
+        self._next_seq[aggregate_id] = self._next_seq.get(aggregate_id, 1) + len(events)
+        self._wakeup.set()
+        return self._current_waiter()
+
+    def next_seq(self, aggregate_id: str) -> int:
+        return self._next_seq.get(aggregate_id, 1)
+
+    def _current_waiter(self) -> asyncio.Future:
+        if self._waiter is None:
+            self._waiter = asyncio.get_running_loop().create_future()
+            self._wakeup.set()
+        return self._waiter
+
+    def request_checkpoint(self) -> None:
+        self._flushes_since_checkpoint = self.config.checkpoint_every_flushes
+        self._wakeup.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if self.config.linger_s:
+                await asyncio.sleep(self.config.linger_s)
+            if self._waiter is None:
+                continue
+            batch, self._pending = self._pending, {}
+            waiter, self._waiter = self._waiter, None
+            self._dirty.update(batch)
+            snapshots = self._take_snapshots_if_due()
+            started = time.perf_counter()
+            try:
+                await self._commit(batch, snapshots)
+            except asyncio.CancelledError:
+                waiter.cancel()
+                raise
+            except Exception as exc:  # fenced, or the broker is gone past the timeouts
+                self._failed = exc
+                log.error("journal %s failed, the host must restart: %r", self.host_id, exc)
+                failure = JournalFailed(f"journal {self.host_id} failed: {exc!r}")
+                waiter.set_exception(failure)
+                if self._waiter is not None:
+                    self._waiter.set_exception(failure)
+                # the futures may have no awaiter left; mark them retrieved
+                waiter.exception()
+                return
+            self.last_flush_ms = (time.perf_counter() - started) * 1000
+            waiter.set_result(None)
+
+    def _take_snapshots_if_due(self) -> dict[str, tuple[int, bytes]] | None:
+        """Snapshots every aggregate changed since the last checkpoint, when one is due.
+
+        Called synchronously as the batch is taken, so each snapshot holds exactly the
+        events up to this batch's (hosts apply before they append, with no await between).
+        """
+        self._flushes_since_checkpoint += 1
+        due = (self._flushes_since_checkpoint >= self.config.checkpoint_every_flushes
+               or time.monotonic() - self._last_checkpoint >= self.config.checkpoint_every_s)
+        if not due or self._snapshot_source is None or not self._dirty:
+            return None
+        dirty, self._dirty = self._dirty, set()
+        self._flushes_since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        return self._snapshot_source(dirty)
+
+    async def _commit(self, batch: dict[str, list], snapshots: dict[str, tuple[int, bytes]] | None) -> None:
+        producer = self._producer
+        cfg = self.config
+        await producer.begin_transaction()
+        try:
+            sends = []
+            n_events = 0
+            for aggregate_id, (first_seq, events) in batch.items():
+                key = aggregate_id.encode()
+                for start in range(0, len(events), MAX_EVENTS_PER_RECORD):
+                    chunk = events[start:start + MAX_EVENTS_PER_RECORD]
+                    value = batch_encoder.encode(EventBatch(aggregate_id, first_seq + start, chunk))
+                    sends.append(await producer.send(cfg.events_topic, value, key=key,
+                                                     partition=self.partition))
+                n_events += len(events)
+            if sends:
+                metadata = await asyncio.gather(*sends)
+                self._last_events_offset = max(m.offset for m in metadata)
+            if snapshots is not None:
+                for aggregate_id, (seq, state) in snapshots.items():
+                    value = batch_encoder.encode(Snapshot(aggregate_id, seq, msgspec.Raw(state)))
+                    await producer.send(cfg.snapshots_topic, value, key=aggregate_id.encode(),
+                                        partition=self.partition)
+                marker = batch_encoder.encode(Checkpoint(self._last_events_offset, int(time.time() * 1000)))
+                await producer.send(cfg.snapshots_topic, marker, key=CHECKPOINT_KEY,
+                                    partition=self.partition)
+            await producer.commit_transaction()
+        except BaseException:
+            try:
+                await producer.abort_transaction()
+            except Exception:
+                pass
+            raise
+        self.flushes += 1
+        self.records += len(sends)
+        self.events += n_events
+
+    # ---------------------------------------------------------------- recovery
+
+    async def recover(self) -> dict[str, RecoveredAggregate]:
+        """Reads this host's latest snapshots and the committed events after its last checkpoint.
+
+        Raises JournalFailed on a sequence gap (crash-only: a gap means lost data).
+        Call after start(): start() fences the predecessor, so what is read is final.
+        """
+        cfg = self.config
+        aggregates: dict[str, RecoveredAggregate] = {}
+        start_offset = 0
+        async for key, value, _ in self._read(cfg.snapshots_topic, 0):
+            if key == CHECKPOINT_KEY:
+                start_offset = checkpoint_decoder.decode(value).events_offset + 1
+            else:
+                snap = snapshot_decoder.decode(value)
+                aggregates[snap.aggregate_id] = RecoveredAggregate(
+                    snap.aggregate_id, bytes(snap.state), snap.seq)
+        async for _, value, offset in self._read(cfg.events_topic, start_offset):
+            batch = batch_decoder.decode(value)
+            agg = aggregates.get(batch.aggregate_id)
+            if agg is None:
+                agg = aggregates[batch.aggregate_id] = RecoveredAggregate(batch.aggregate_id)
+            expected = agg.seq + 1
+            skip = expected - batch.first_seq
+            if skip < 0:
+                raise JournalFailed(f"{batch.aggregate_id}: sequence gap at offset {offset}: "
+                                    f"expected event {expected}, record starts at {batch.first_seq}")
+            if skip < len(batch.events):
+                agg.events.extend(bytes(e) for e in batch.events[skip:])
+        for agg in aggregates.values():
+            self._next_seq[agg.aggregate_id] = agg.seq + 1
+        return aggregates
+
+    async def _read(self, topic: str, offset: int):
+        """Yields (key, value, offset) of committed records from offset to the current end."""
+        tp = TopicPartition(topic, self.partition)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.config.bootstrap, enable_auto_commit=False,
+                                    isolation_level="read_committed", group_id=None,
+                                    max_partition_fetch_bytes=8 * 1024 * 1024,
+                                    fetch_max_bytes=32 * 1024 * 1024)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            end = (await consumer.end_offsets([tp]))[tp]
+            if end <= offset:
+                return
+            consumer.seek(tp, offset)
+            while await consumer.position(tp) < end:
+                batches = await consumer.getmany(tp, timeout_ms=1000, max_records=10000)
+                for record in batches.get(tp, ()):
+                    if record.offset >= end:
+                        break
+                    yield record.key, record.value, record.offset
+        finally:
+            await consumer.stop()
