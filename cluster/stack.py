@@ -818,6 +818,53 @@ def memory_mb(pids: list[int]) -> float:
     return total / 1024
 
 
+def _tree(pids: list[int]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(proc.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    seen, todo = set(), list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in seen:
+            seen.add(pid)
+            todo.extend(children.get(pid, []))
+    return seen
+
+
+def cpu_ticks(pids: set[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])   # utime + stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def usage(parts: list[Part], seconds: float) -> None:
+    """Prints each running part's memory (PSS) and CPU over a window, and the totals."""
+    trees = {p.name: _tree(p.pids()) for p in parts if p.running()}
+    before = {name: cpu_ticks(t) for name, t in trees.items()}
+    time.sleep(seconds)
+    hz, cores = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
+    figures = {}
+    for part in parts:
+        if part.name not in trees:
+            continue
+        pids = trees[part.name]
+        cpu = (cpu_ticks(pids) - before[part.name]) / hz / seconds / cores * 100
+        figures[part.name] = {"memory_mb": round(memory_mb(list(pids))), "cpu_pct_of_machine": round(cpu, 2)}
+    figures["total"] = {"memory_mb": sum(f["memory_mb"] for f in figures.values()),
+                        "cpu_pct_of_machine": round(sum(f["cpu_pct_of_machine"] for f in figures.values()), 2)}
+    print(json.dumps({"idle_usage_window_s": seconds, "cores": cores, **figures}))
+
+
 def print_status(parts: list[Part]) -> bool:
     ok = True
     print(f"{'part':<10} {'address':<48} {'state':<14} {'memory':>8}")
@@ -835,8 +882,12 @@ def print_status(parts: list[Part]) -> bool:
     return ok
 
 
-def cmd_status(_args) -> int:
-    return 0 if print_status([cls() for cls in PARTS]) else 1
+def cmd_status(args) -> int:
+    parts = [cls() for cls in PARTS]
+    ok = print_status(parts)
+    if args.usage:
+        usage(parts, args.usage)
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -848,8 +899,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="install what is missing and start every part (idempotent)")
     sub.add_parser("down", help="stop every part this stack started (idempotent)")
-    sub.add_parser("status", help="name each part, its address, and whether it answers "
-                                  "(exit 1 when one does not)")
+    status = sub.add_parser("status", help="name each part, its address, and whether it answers "
+                                           "(exit 1 when one does not)")
+    status.add_argument("--usage", type=float, metavar="SECONDS", default=0,
+                        help="also measure each part's memory and CPU over SECONDS (JSON line)")
     args = parser.parse_args(argv)
     handler = {"up": cmd_up, "down": cmd_down, "status": cmd_status}[args.command]
     try:
