@@ -1,0 +1,205 @@
+"""The Python API over the hosts: what the Serve app and the load test call.
+
+Owns the bet flow across wallet and market hosts and the batching of calls to them;
+holds no state of its own but actor handles, so any number of gateways (one per Serve
+replica, one per load generator) can run at once.
+
+A placement is two-phase: (1) the player's wallet host reserves the orders' maximum
+loss, or refuses with INSUFFICIENT_FUNDS; (2) the market host places them with a
+deadline and, once committed, reports the player's new exposure to the wallets,
+releasing the reservation. A gateway that dies between the two leaves a reservation
+that the wallet host reconciles after the deadline. A reservation id that was already
+used (a retry) is refused with DUPLICATE_TRANSACTION and places nothing again.
+
+Calls to one host made in the same event-loop turn travel as one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+
+import ray
+
+from exchange.domain import codes, ladder
+from exchange.domain.messages import (
+    FAILURE,
+    CommandResult,
+    Deposit,
+    InstructionReport,
+    PlaceOrders,
+    ReplaceOrders,
+    ReserveExposure,
+    Withdraw,
+)
+from exchange.domain.money import max_loss
+
+from actors.directory import host_index, host_name
+from actors.host_core import now_ms
+from actors.wallet_host import RESERVATION_TTL_MS
+
+
+class _Batcher:
+    """Collects calls to one actor method; sends them as one call per loop turn."""
+
+    def __init__(self, method, max_batch: int = 1000):
+        self.method = method
+        self.max_batch = max_batch
+        self.items: list = []
+        self.futures: list[asyncio.Future] = []
+        self.scheduled = False
+
+    def submit(self, *item) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        self.items.append(item)
+        self.futures.append(fut)
+        if len(self.items) >= self.max_batch:
+            self._send()
+        elif not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_soon(self._send)
+        return fut
+
+    def _send(self) -> None:
+        self.scheduled = False
+        if not self.items:
+            return
+        items, futures = self.items, self.futures
+        self.items, self.futures = [], []
+        asyncio.get_running_loop().create_task(self._call(items, futures))
+
+    async def _call(self, items: list, futures: list) -> None:
+        try:
+            columns = list(zip(*items))
+            results = await self.method.remote(*[list(c) for c in columns])
+        except Exception as exc:
+            for f in futures:
+                if not f.done():
+                    f.set_exception(exc)
+            return
+        for f, r in zip(futures, results):
+            if not f.done():
+                f.set_result(r)
+
+
+@dataclass(frozen=True)
+class Hosts:
+    """A jurisdiction's hosts as the gateway sees them."""
+
+    jurisdiction: str
+    market_hosts: int
+    wallet_hosts: int
+    namespace: str = "exchange"
+
+
+class Gateway:
+    def __init__(self, hosts: Hosts, reservation_ttl_ms: int = RESERVATION_TTL_MS):
+        self.hosts = hosts
+        self.ttl = reservation_ttl_ms
+        self._handles: dict[tuple[str, int], object] = {}
+        self._batchers: dict[tuple[str, int, str], _Batcher] = {}
+
+    def handle(self, kind: str, index: int):
+        key = (kind, index)
+        h = self._handles.get(key)
+        if h is None:
+            h = ray.get_actor(host_name(kind, self.hosts.jurisdiction, index), namespace=self.hosts.namespace)
+            self._handles[key] = h
+        return h
+
+    def market_host(self, market_id: str):
+        return self.handle("market", host_index(market_id, self.hosts.market_hosts))
+
+    def wallet_host(self, wallet_id: str):
+        return self.handle("wallet", host_index(wallet_id, self.hosts.wallet_hosts))
+
+    def _batched(self, kind: str, index: int, method: str, *item) -> asyncio.Future:
+        key = (kind, index, method)
+        b = self._batchers.get(key)
+        if b is None:
+            b = self._batchers[key] = _Batcher(getattr(self.handle(kind, index), method))
+        return b.submit(*item)
+
+    def forget(self) -> None:
+        """Drops cached handles (after a host was replaced)."""
+        self._handles.clear()
+        self._batchers.clear()
+
+    # ---------------------------------------------------------------- wallets
+
+    async def wallet(self, cmd) -> CommandResult:
+        index = host_index(cmd.wallet_id, self.hosts.wallet_hosts)
+        return await self._batched("wallet", index, "execute", cmd)
+
+    async def deposit(self, player_id: str, amount: int, command_id: str | None = None) -> CommandResult:
+        return await self.wallet(Deposit(command_id=command_id or uuid.uuid4().hex,
+                                         wallet_id=player_id, amount=amount))
+
+    async def withdraw(self, player_id: str, amount: int, command_id: str | None = None) -> CommandResult:
+        return await self.wallet(Withdraw(command_id=command_id or uuid.uuid4().hex,
+                                          wallet_id=player_id, amount=amount))
+
+    async def balances(self, player_ids: list[str]) -> dict:
+        by_host: dict[int, list[str]] = {}
+        for p in player_ids:
+            by_host.setdefault(host_index(p, self.hosts.wallet_hosts), []).append(p)
+        out = {}
+        for index, ids in by_host.items():
+            out.update(await self.handle("wallet", index).balances.remote(ids))
+        return out
+
+    # ---------------------------------------------------------------- markets
+
+    async def market(self, cmd, reservation: str | None = None, deadline: int | None = None) -> CommandResult:
+        index = host_index(cmd.market_id, self.hosts.market_hosts)
+        return await self._batched("market", index, "execute", cmd, reservation, deadline)
+
+    async def place_orders(self, cmd: PlaceOrders) -> CommandResult:
+        amount = 0
+        for ins in cmd.instructions:
+            tick = ladder.parse_price(ins.price)
+            if tick is not None and type(ins.size) is int and ins.size > 0:
+                amount += max_loss(ins.side, ins.size, tick)
+        return await self._reserve_then(cmd, amount)
+
+    async def replace_orders(self, cmd: ReplaceOrders) -> CommandResult:
+        sizes = await self.market_host(cmd.market_id).unmatched_sizes.remote(
+            cmd.market_id, cmd.player_id, [i.bet_id for i in cmd.instructions])
+        amount = 0
+        for ins in cmd.instructions:
+            tick = ladder.parse_price(ins.new_price)
+            if tick is not None and ins.bet_id in sizes:
+                amount += max(max_loss("BACK", sizes[ins.bet_id], tick),
+                              max_loss("LAY", sizes[ins.bet_id], tick))
+        return await self._reserve_then(cmd, amount)
+
+    async def _reserve_then(self, cmd, amount: int) -> CommandResult:
+        reservation = cmd.command_id
+        reserved = await self.wallet(ReserveExposure(command_id=reservation, wallet_id=cmd.player_id,
+                                                     market_id=cmd.market_id, amount=amount))
+        if reserved.status != "SUCCESS":
+            return _refused(cmd, reserved.error_code or codes.INSUFFICIENT_FUNDS)
+        return await self.market(cmd, reservation, now_ms() + self.ttl)
+
+    async def cancel_orders(self, cmd) -> CommandResult:
+        return await self.market(cmd)
+
+    async def update_orders(self, cmd) -> CommandResult:
+        return await self.market(cmd)
+
+    async def operate(self, cmd) -> CommandResult:
+        """Operator commands: define, open, suspend, turn in-play, remove runner, settle, void."""
+        return await self.market(cmd)
+
+    async def orders(self, market_id: str, player_id: str) -> list[dict]:
+        return await self.market_host(market_id).orders_of.remote(market_id, player_id)
+
+    async def market_view(self, market_id: str) -> dict | None:
+        return await self.market_host(market_id).market_view.remote(market_id)
+
+
+def _refused(cmd, code: str) -> CommandResult:
+    return CommandResult(command_id=cmd.command_id, status=FAILURE, error_code=code,
+                         reports=[InstructionReport(index=i, status=FAILURE, error_code=code)
+                                  for i in range(len(cmd.instructions))])

@@ -1,0 +1,147 @@
+"""What every host Ray actor shares: lazy recovery, crash-only exits, metrics, crash points.
+
+Owns the Ray side of a host: the actor is created once per (kind, jurisdiction, index)
+with a readable name (market-host/us-nj/0) and max_restarts=-1; Ray restarts it after a
+crash, and its first call recovers it from Kafka before doing anything else.
+
+Crash points are named places in the bet flow where a test can make the host die
+(os._exit, as a kill -9 would) to prove that nothing acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+from exchange.journal import JournalConfig, JournalFailed
+
+from actors.host_core import AggregateKind, HostCore
+
+log = logging.getLogger(__name__)
+
+
+class HostActor:
+    """Base of MarketHost and WalletHost (not a Ray actor by itself)."""
+
+    KIND_NAME = "host"
+
+    def __init__(self, kind: AggregateKind, jurisdiction: str, index: int, bootstrap: str,
+                 partitions: int = 8, prefix: str = "exchange"):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.jurisdiction = jurisdiction
+        self.index = index
+        self.bootstrap = bootstrap
+        self.prefix = prefix
+        self.partitions = partitions
+        config = JournalConfig(bootstrap=bootstrap, stream=f"{kind.stream}.{jurisdiction}",
+                               partitions=partitions, prefix=prefix)
+        self.core = HostCore(kind, config, index)
+        self.name = f"{self.KIND_NAME}-host/{jurisdiction}/{index}"
+        self._started: asyncio.Future | None = None
+        self._crash_points: set[str] = set()
+        self._metrics = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def ready(self) -> dict:
+        """Recovers on first use (retrying while Kafka is unreachable); returns recovery figures."""
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_task(self._start())
+        await asyncio.shield(self._started)
+        return {"name": self.name, "aggregates": len(self.core.states),
+                "recovered_events": self.core.recovered_events, "recovery_s": self.core.recovery_s,
+                "pid": os.getpid()}
+
+    async def _start(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.core.start()
+                break
+            except Exception as exc:   # the broker may be down: wait for it, never serve stale
+                log.warning("%s: recovery failed (%r); retrying in %.1fs", self.name, exc, delay)
+                try:
+                    await self.core.journal.stop()
+                except Exception:
+                    pass
+                self.core = HostCore(self.core.kind, self.core.config, self.core.partition)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._init_metrics()
+        await self.after_recovery()
+        asyncio.get_running_loop().create_task(self._watch_journal())
+
+    async def after_recovery(self) -> None:
+        """Reconciliation a host kind runs once it is recovered (overridden)."""
+
+    async def _watch_journal(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            if self.core.journal.failed is not None:
+                self.crash(f"journal failed: {self.core.journal.failed!r}")
+            if self._metrics is not None:
+                self._metrics["flush_ms"].set(self.core.journal.last_flush_ms)
+                self._metrics["aggregates"].set(len(self.core.states))
+
+    def crash(self, why: str) -> None:
+        """Crash-only: exit the process now; Ray restarts the actor, which replays Kafka."""
+        log.error("%s exits: %s", self.name, why)
+        logging.shutdown()
+        os._exit(1)
+
+    # ---------------------------------------------------------------- crash points
+
+    def arm_crash(self, point: str) -> None:
+        """Test hook: die the next time the flow reaches this named point."""
+        self._crash_points.add(point)
+
+    def maybe_crash(self, point: str) -> None:
+        if point in self._crash_points:
+            self.crash(f"crash point {point}")
+
+    # ---------------------------------------------------------------- metrics
+
+    def _init_metrics(self) -> None:
+        try:
+            from ray.util import metrics
+        except ImportError:   # driven in-process without Ray
+            return
+        tags = {"host": self.name}
+        self._metrics = {
+            "commands": metrics.Counter("exchange_host_commands", "commands handled",
+                                        tag_keys=("host",)),
+            "latency": metrics.Histogram("exchange_host_batch_ms",
+                                         "command arrival to acknowledged reply (ms)",
+                                         boundaries=[0.5, 1, 2, 5, 10, 20, 50, 100, 250, 1000],
+                                         tag_keys=("host",)),
+            "flush_ms": metrics.Gauge("exchange_journal_flush_ms", "last group commit duration (ms)",
+                                      tag_keys=("host",)),
+            "aggregates": metrics.Gauge("exchange_host_aggregates", "aggregates held",
+                                        tag_keys=("host",)),
+        }
+        for m in self._metrics.values():
+            m.set_default_tags(tags)
+
+    def record(self, commands: int, started: float) -> None:
+        if self._metrics is not None:
+            self._metrics["commands"].inc(commands)
+            self._metrics["latency"].observe((time.perf_counter() - started) * 1000)
+
+    async def run_batch(self, commands: list) -> list:
+        """Handles a batch through the core; a failed journal crashes the host."""
+        started = time.perf_counter()
+        try:
+            results = await self.core.execute(commands)
+        except JournalFailed as exc:
+            asyncio.get_running_loop().call_soon(self.crash, f"journal failed: {exc}")
+            raise
+        self.record(len(commands), started)
+        return results
+
+    def stats(self) -> dict:
+        journal = self.core.journal
+        return {"name": self.name, "aggregates": len(self.core.states), "commands": self.core.commands,
+                "flushes": journal.flushes, "records": journal.records, "events": journal.events,
+                "last_flush_ms": journal.last_flush_ms, "pid": os.getpid()}

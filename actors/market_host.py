@@ -1,0 +1,211 @@
+"""Market host: a Ray actor holding many markets of one jurisdiction.
+
+Owns its markets' books and their journal partition. After a batch of market commands
+is committed in Kafka it tells the wallets what changed (each touched player's new
+exposure, releasing the placer's reservation; settlement results), batched per wallet
+host, and only then replies. A wallet host that is away gets the same messages later
+from an outbox; every message is idempotent (ordered by market sequence, settlement
+once per market), so resending is always safe. On recovery the host resends every
+open position's exposure and every settlement it holds, which reconciles a crash at
+any point between its commit and the wallets.
+
+A placement carries a deadline: after it the market refuses it, so a wallet whose
+reservation is older than the deadline can ask the market for the truth and release it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import ray
+
+from exchange.domain import market
+from exchange.domain.messages import (
+    FAILURE,
+    ApplyMarketExposure,
+    ApplySettlement,
+    CommandResult,
+    InstructionReport,
+    MarketSettled,
+    MarketVoided,
+    PlaceOrders,
+    ReplaceOrders,
+)
+
+from actors.directory import host_index, host_name
+from actors.host_actor import HostActor
+from actors.host_core import AggregateKind, now_ms
+
+log = logging.getLogger(__name__)
+
+# API-NG's code for "the exchange could not do it now": a placement past its deadline.
+SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+
+MARKET_KIND = AggregateKind("markets", lambda c: c.market_id, market.handle, market.evolve)
+
+
+class MarketHost(HostActor):
+    KIND_NAME = "market"
+
+    def __init__(self, jurisdiction: str, index: int, bootstrap: str, wallet_hosts: int,
+                 namespace: str = "exchange", partitions: int = 8, prefix: str = "exchange"):
+        super().__init__(MARKET_KIND, jurisdiction, index, bootstrap, partitions, prefix)
+        self.wallet_hosts = wallet_hosts
+        self.namespace = namespace
+        self._wallets: dict[int, object] = {}
+        self._outbox: list = []
+        self._outbox_task: asyncio.Task | None = None
+
+    # ---------------------------------------------------------------- commands
+
+    async def execute(self, commands: list, reservations: list | None = None,
+                      deadlines: list | None = None) -> list[CommandResult]:
+        """Handles market commands; `reservations[i]`/`deadlines[i]` go with a placement."""
+        await self.ready()
+        now = now_ms()
+        n = len(commands)
+        reservations = reservations or [None] * n
+        deadlines = deadlines or [None] * n
+        runnable, expired = [], {}
+        for i, cmd in enumerate(commands):
+            if deadlines[i] is not None and now > deadlines[i]:
+                expired[i] = _refusal(cmd, SERVICE_UNAVAILABLE)
+            else:
+                runnable.append(cmd)
+        results_run = await self.run_batch(runnable)
+        self.maybe_crash("market.after_persist")
+        results, it = [], iter(results_run)
+        for i in range(n):
+            results.append(expired[i] if i in expired else next(it))
+        await self._tell_wallets(self._wallet_messages(commands, results, reservations))
+        self.maybe_crash("market.after_wallets")
+        return results
+
+    def _wallet_messages(self, commands, results, reservations) -> list:
+        out = []
+        for cmd, result, reservation in zip(commands, results, reservations):
+            state = self.core.states.get(cmd.market_id)
+            seq = state.seq if state is not None else 0
+            exposures = dict(result.exposures)
+            placer = getattr(cmd, "player_id", None)
+            if reservation is not None and placer not in exposures:
+                exposures[placer] = state.exposure_of(placer) if state is not None else 0
+            for player, exposure in exposures.items():
+                out.append(ApplyMarketExposure(
+                    command_id=f"{cmd.command_id}/x/{player}", wallet_id=player,
+                    market_id=cmd.market_id, exposure=exposure,
+                    market_seq=result.market_seq or seq,
+                    release=[reservation] if reservation is not None and player == placer else []))
+            for event in result.events:
+                if type(event) in (MarketSettled, MarketVoided):
+                    out.extend(_settlements(event))
+        return out
+
+    # ---------------------------------------------------------------- wallets
+
+    def _wallet(self, index: int):
+        handle = self._wallets.get(index)
+        if handle is None:
+            handle = ray.get_actor(host_name("wallet", self.jurisdiction, index), namespace=self.namespace)
+            self._wallets[index] = handle
+        return handle
+
+    async def _tell_wallets(self, messages: list) -> None:
+        if not messages:
+            return
+        by_host: dict[int, list] = {}
+        for m in messages:
+            by_host.setdefault(host_index(m.wallet_id, self.wallet_hosts), []).append(m)
+
+        async def send(index: int, batch: list) -> None:
+            try:
+                await self._wallet(index).apply.remote(batch)
+            except Exception as exc:   # wallet host away: keep it for later, all idempotent
+                log.warning("%s: wallet host %d unreachable (%r); %d messages to the outbox",
+                            self.name, index, exc, len(batch))
+                self._wallets.pop(index, None)
+                self._outbox.extend(batch)
+                if self._outbox_task is None or self._outbox_task.done():
+                    self._outbox_task = asyncio.get_running_loop().create_task(self._drain_outbox())
+
+        await asyncio.gather(*(send(i, b) for i, b in by_host.items()))
+
+    async def _drain_outbox(self) -> None:
+        while self._outbox:
+            await asyncio.sleep(0.5)
+            batch, self._outbox = self._outbox, []
+            await self._tell_wallets(batch)
+
+    async def after_recovery(self) -> None:
+        """Resends every open exposure and every settlement held: wallets ignore what they have."""
+        messages = []
+        for market_id, state in self.core.states.items():
+            if state.settlement is None:
+                for player in state.positions:
+                    messages.append(ApplyMarketExposure(
+                        command_id=f"recover/{market_id}/{state.seq}/{player}", wallet_id=player,
+                        market_id=market_id, exposure=state.exposure_of(player), market_seq=state.seq))
+            else:
+                messages.extend(ApplySettlement(command_id=f"settle/{market_id}/{r.player_id}",
+                                                wallet_id=r.player_id, market_id=market_id,
+                                                pnl=r.pnl, commission=r.commission)
+                                for r in state.results)
+        if messages:
+            asyncio.get_running_loop().create_task(self._tell_wallets(messages))
+
+    # ---------------------------------------------------------------- reads
+
+    async def exposures(self, requests: list[tuple[str, str]]) -> list[tuple[int, int]]:
+        """(market id, player id) -> (exposure, market seq): the market's current truth."""
+        await self.ready()
+        out = []
+        for market_id, player in requests:
+            state = self.core.states.get(market_id)
+            out.append((state.exposure_of(player), state.seq) if state is not None else (0, 0))
+        return out
+
+    async def unmatched_sizes(self, market_id: str, player_id: str, bet_ids: list[int]) -> dict[int, int]:
+        """Unmatched size of each of the player's live bets (what a replace would re-place)."""
+        await self.ready()
+        state = self.core.states.get(market_id)
+        if state is None:
+            return {}
+        sizes = {}
+        for bet_id in bet_ids:
+            order = state.orders.get(bet_id)
+            if order is not None and order.player_id == player_id:
+                sizes[bet_id] = order.remaining
+        return sizes
+
+    async def market_view(self, market_id: str) -> dict | None:
+        await self.ready()
+        state = self.core.states.get(market_id)
+        return state.snapshot() if state is not None else None
+
+    async def orders_of(self, market_id: str, player_id: str) -> list[dict]:
+        await self.ready()
+        state = self.core.states.get(market_id)
+        if state is None:
+            return []
+        return [o.snapshot() for o in state.live_orders(player_id)]
+
+    async def market_ids(self) -> list[str]:
+        await self.ready()
+        return sorted(self.core.states)
+
+    async def outbox_size(self) -> int:
+        return len(self._outbox)
+
+
+def _settlements(event) -> list[ApplySettlement]:
+    return [ApplySettlement(command_id=f"settle/{event.market_id}/{r.player_id}", wallet_id=r.player_id,
+                            market_id=event.market_id, pnl=r.pnl, commission=r.commission)
+            for r in event.results]
+
+
+def _refusal(cmd, code: str) -> CommandResult:
+    count = len(cmd.instructions) if isinstance(cmd, (PlaceOrders, ReplaceOrders)) else 0
+    return CommandResult(command_id=cmd.command_id, status=FAILURE, error_code=code,
+                         reports=[InstructionReport(index=i, status=FAILURE, error_code=code)
+                                  for i in range(count)])

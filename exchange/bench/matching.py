@@ -1,0 +1,262 @@
+"""Matching throughput of the domain market against a bare price-time loop.
+
+One market of 3 runners, orders around a mid price from a pool of players: ~50%
+places meant to rest, ~30% places that cross (often several orders deep), ~20%
+cancels of recent orders. The same operation stream runs through:
+
+- ``ops_per_s``: ``exchange.domain.market.handle`` per command (validation,
+  price parsing, self-match check, matching, events built, book and order index
+  and per-player positions maintained, the touched players' exposures computed,
+  a CommandResult with reports);
+- ``ceiling_ops_per_s``: a bare price-time loop over per-tick deques with no
+  validation, events, positions or exposure (only the id index cancels need).
+
+Commands are built before timing (they arrive decoded from the wire). Best of
+``--repeat`` runs for each; one core; the garbage collector stays on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import sys
+import time
+from collections import deque
+
+from exchange.domain import market as market_mod
+from exchange.domain.context import Context
+from exchange.domain.ladder import TEXT, TICKS, parse_price
+from exchange.domain.messages import (
+    CancelInstruction,
+    CancelOrders,
+    DefineMarket,
+    OpenMarket,
+    PlaceInstruction,
+    PlaceOrders,
+)
+
+REST, CROSS, CANCEL = 0, 1, 2
+MARKET_ID = "1.234567"
+RUNNER_IDS = (47972, 58805, 1221385)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ops", type=int, default=100_000, help="operations per run (default 100000)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per engine; the best counts (default 3)")
+    parser.add_argument("--players", type=int, default=1000, help="size of the player pool (default 1000)")
+    parser.add_argument("--seed", type=int, default=20240601, help="seed of the operation stream")
+
+
+def make_ops(count: int, players: int, seed: int) -> list[tuple]:
+    """(kind, runner index, is_back, tick, size, player index, target op index)."""
+    rng = random.Random(seed)
+    mid = parse_price("3.0")
+    ops: list[tuple] = []
+    places: list[int] = []
+    for i in range(count):
+        roll = rng.random()
+        runner = rng.randrange(len(RUNNER_IDS))
+        player = rng.randrange(players)
+        is_back = rng.random() < 0.5
+        if roll < 0.5:  # rests on its own side of the mid
+            tick = mid + rng.randint(1, 6) if is_back else mid - rng.randint(1, 6)
+            ops.append((REST, runner, is_back, tick, rng.randint(2, 50) * 100, player, -1))
+            places.append(i)
+        elif roll < 0.8:  # crosses to the other side
+            tick = mid - rng.randint(1, 4) if is_back else mid + rng.randint(1, 4)
+            ops.append((CROSS, runner, is_back, tick, rng.randint(2, 120) * 100, player, -1))
+            places.append(i)
+        else:  # cancels one of the recent places (it may be gone already)
+            target = places[-rng.randint(1, min(len(places), 200))] if places else -1
+            ops.append((CANCEL, 0, False, 0, 0, 0, target))
+    return ops
+
+
+# --------------------------------------------------------------------------
+# the domain, full bookkeeping
+
+
+def _fresh_market() -> market_mod.MarketState:
+    ctx = Context(0)
+    state, _ = market_mod.handle(None, DefineMarket(command_id="d", market_id=MARKET_ID, runners=list(RUNNER_IDS)), ctx)
+    state, _ = market_mod.handle(state, OpenMarket(command_id="o", market_id=MARKET_ID), ctx)
+    return state
+
+
+def build_commands(ops: list[tuple], players: int) -> list:
+    """Wire commands for the stream; cancels name the bet ids a first run assigns."""
+    names = [f"player-{p}" for p in range(players)]
+    places: dict[int, PlaceOrders] = {}
+    commands: list = []
+    for i, (kind, runner, is_back, tick, size, player, target) in enumerate(ops):
+        if kind == CANCEL:
+            commands.append(target)
+            continue
+        cmd = PlaceOrders(
+            command_id=f"c{i}",
+            market_id=MARKET_ID,
+            player_id=names[player],
+            instructions=[
+                PlaceInstruction(
+                    runner_id=RUNNER_IDS[runner], side="BACK" if is_back else "LAY", price=TEXT[tick], size=size
+                )
+            ],
+        )
+        places[i] = cmd
+        commands.append(cmd)
+    # a first run learns the bet ids (the domain is deterministic, so a second
+    # run on a fresh market assigns the same ones)
+    state = _fresh_market()
+    handle = market_mod.handle
+    bet_ids: dict[int, int] = {}
+    ctx = Context(1)
+    for i, cmd in enumerate(commands):
+        if type(cmd) is int:
+            cmd = commands[i] = _cancel(i, cmd, bet_ids, places)
+        state, result = handle(state, cmd, ctx)
+        if type(cmd) is PlaceOrders and result.reports[0].bet_id is not None:
+            bet_ids[i] = result.reports[0].bet_id
+    return commands
+
+
+def _cancel(i: int, target: int, bet_ids: dict[int, int], places: dict[int, PlaceOrders]) -> CancelOrders:
+    player_id = places[target].player_id if target in places else "player-0"
+    return CancelOrders(
+        command_id=f"c{i}",
+        market_id=MARKET_ID,
+        player_id=player_id,
+        instructions=[CancelInstruction(bet_id=bet_ids.get(target, -1))],
+    )
+
+
+def run_domain(commands: list) -> tuple[float, dict]:
+    state = _fresh_market()
+    handle = market_mod.handle
+    ctx = Context(1)
+    outcomes = {"SUCCESS": 0, "FAILURE": 0}
+    events = 0
+    started = time.perf_counter()
+    for cmd in commands:
+        state, result = handle(state, cmd, ctx)
+        outcomes[result.status] += 1
+        events += len(result.events)
+    elapsed = time.perf_counter() - started
+    return elapsed, {"events": events, **{k.lower(): v for k, v in outcomes.items()}}
+
+
+# --------------------------------------------------------------------------
+# the ceiling: a bare price-time loop
+
+
+def run_ceiling(ops: list[tuple]) -> float:
+    backs = [[deque() for _ in range(TICKS)] for _ in RUNNER_IDS]
+    lays = [[deque() for _ in range(TICKS)] for _ in RUNNER_IDS]
+    best_back = [TICKS] * len(RUNNER_IDS)
+    best_lay = [-1] * len(RUNNER_IDS)
+    live: dict[int, list] = {}
+    started = time.perf_counter()
+    for i, (kind, r, is_back, tick, size, player, target) in enumerate(ops):
+        if kind == CANCEL:
+            entry = live.pop(target, None)
+            if entry is not None:
+                t = entry[2]
+                if entry[1]:
+                    queue = backs[r2 := entry[3]][t]
+                    queue.remove(entry)
+                    if not queue and t == best_back[r2]:
+                        b = backs[r2]
+                        while t < TICKS and not b[t]:
+                            t += 1
+                        best_back[r2] = t
+                else:
+                    queue = lays[r2 := entry[3]][t]
+                    queue.remove(entry)
+                    if not queue and t == best_lay[r2]:
+                        b = lays[r2]
+                        while t >= 0 and not b[t]:
+                            t -= 1
+                        best_lay[r2] = t
+            continue
+        if is_back:
+            book = lays[r]
+            level = best_lay[r]
+            while size and level >= tick:
+                queue = book[level]
+                while queue:
+                    maker = queue[0]
+                    if maker[0] > size:
+                        maker[0] -= size
+                        size = 0
+                        break
+                    size -= maker[0]
+                    queue.popleft()
+                    del live[maker[4]]
+                if not queue:
+                    level -= 1
+            while level >= 0 and not book[level]:
+                level -= 1
+            best_lay[r] = level
+            if size:
+                entry = [size, True, tick, r, i]
+                backs[r][tick].append(entry)
+                live[i] = entry
+                if tick < best_back[r]:
+                    best_back[r] = tick
+        else:
+            book = backs[r]
+            level = best_back[r]
+            while size and level <= tick:
+                queue = book[level]
+                while queue:
+                    maker = queue[0]
+                    if maker[0] > size:
+                        maker[0] -= size
+                        size = 0
+                        break
+                    size -= maker[0]
+                    queue.popleft()
+                    del live[maker[4]]
+                if not queue:
+                    level += 1
+            while level < TICKS and not book[level]:
+                level += 1
+            best_back[r] = level
+            if size:
+                entry = [size, False, tick, r, i]
+                lays[r][tick].append(entry)
+                live[i] = entry
+                if tick > best_lay[r]:
+                    best_lay[r] = tick
+    return time.perf_counter() - started
+
+
+def run(args: argparse.Namespace) -> dict:
+    ops = make_ops(args.ops, args.players, args.seed)
+    commands = build_commands(ops, args.players)
+    domain_best = float("inf")
+    ceiling_best = float("inf")
+    counts: dict = {}
+    for _ in range(max(1, args.repeat)):
+        ceiling_best = min(ceiling_best, run_ceiling(ops))
+        elapsed, counts = run_domain(commands)
+        domain_best = min(domain_best, elapsed)
+    ops_per_s = len(ops) / domain_best
+    ceiling_ops_per_s = len(ops) / ceiling_best
+    mix = {k: sum(1 for op in ops if op[0] == v) for k, v in (("rest", REST), ("cross", CROSS), ("cancel", CANCEL))}
+    return {
+        "benchmark": "matching",
+        "ops_per_s": round(ops_per_s),
+        "ceiling_ops_per_s": round(ceiling_best and ceiling_ops_per_s),
+        "ratio": round(ops_per_s / ceiling_ops_per_s, 3),
+        "ops": len(ops),
+        "seconds": round(domain_best, 4),
+        "ceiling_seconds": round(ceiling_best, 4),
+        "mix": mix,
+        "results": counts,
+        "runners": len(RUNNER_IDS),
+        "players": args.players,
+        "repeat": args.repeat,
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+    }

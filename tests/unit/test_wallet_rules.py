@@ -1,0 +1,191 @@
+"""The wallet's rules, and the venue wiring markets to wallets."""
+
+import copy
+
+from exchange.domain import codes, wallet
+from exchange.domain.context import Context
+from exchange.domain.messages import (
+    ApplyMarketExposure,
+    ApplySettlement,
+    Deposit,
+    ExposureReserved,
+    FundsDeposited,
+    ReserveExposure,
+    SettleMarket,
+    Withdraw,
+)
+from exchange.domain.venue import Venue
+
+from .rules import MARKET, NOW, A, B, back, cid, define, lay, open_market
+
+W = "alice"
+
+
+def given(*commands):
+    state = None
+    for cmd in commands:
+        state, result = wallet.handle(state, cmd, NOW)
+        assert result.status == "SUCCESS", result
+    return state
+
+
+def deposit(amount, command_id=None):
+    return Deposit(command_id=command_id or cid(), wallet_id=W, amount=amount)
+
+
+def reserve(amount, command_id=None, market_id=MARKET):
+    return ReserveExposure(command_id=command_id or cid(), wallet_id=W, market_id=market_id, amount=amount)
+
+
+def apply(exposure, market_seq, release=()):
+    return ApplyMarketExposure(
+        command_id=cid(), wallet_id=W, market_id=MARKET, exposure=exposure, market_seq=market_seq, release=list(release)
+    )
+
+
+def then_refused(state, cmd, code):
+    before = copy.deepcopy(state.snapshot()) if state is not None else None
+    new_state, result = wallet.handle(state, cmd, NOW)
+    assert (result.status, result.error_code, result.events) == ("FAILURE", code, [])
+    assert (new_state.snapshot() if new_state is not None else None) == before
+
+
+def test_a_deposit_opens_the_wallet_and_adds_to_the_balance():
+    state, result = wallet.handle(None, deposit(5000, "d-1"), NOW)
+    assert isinstance(result.events[0], FundsDeposited) and result.events[0].seq == 1
+    assert (state.balance, state.available) == (5000, 5000)
+
+
+def test_a_repeated_deposit_is_a_duplicate_transaction():
+    state = given(deposit(5000, "d-1"))
+    then_refused(state, deposit(5000, "d-1"), codes.DUPLICATE_TRANSACTION)
+
+
+def test_amounts_must_be_positive_integers():
+    state = given(deposit(5000))
+    for amount in (0, -1, 1.5, "10", 10**16):
+        then_refused(state, deposit(amount), codes.INVALID_AMOUNT)
+        then_refused(state, Withdraw(command_id=cid(), wallet_id=W, amount=amount), codes.INVALID_AMOUNT)
+    then_refused(state, reserve(-1), codes.INVALID_AMOUNT)
+
+
+def test_a_withdrawal_cannot_exceed_what_is_available():
+    state = given(deposit(5000), reserve(3000))
+    then_refused(state, Withdraw(command_id=cid(), wallet_id=W, amount=2001), codes.INSUFFICIENT_FUNDS)
+    state, result = wallet.handle(state, Withdraw(command_id=cid(), wallet_id=W, amount=2000), NOW)
+    assert (state.balance, state.available) == (3000, 0)
+    then_refused(None, Withdraw(command_id=cid(), wallet_id=W, amount=1), codes.INSUFFICIENT_FUNDS)
+
+
+def test_a_reservation_holds_funds_and_refuses_beyond_available():
+    state = given(deposit(5000), reserve(3000, "r-1"))
+    assert state.available == 2000
+    then_refused(state, reserve(2001), codes.INSUFFICIENT_FUNDS)
+    then_refused(state, reserve(10, "r-1"), codes.DUPLICATE_TRANSACTION)
+
+
+def test_the_markets_exposure_replaces_the_reservation():
+    state = given(deposit(5000), reserve(3000, "r-1"))
+    state, result = wallet.handle(state, apply(1200, market_seq=7, release=["r-1"]), NOW)
+    assert (state.total_reserved, state.exposures, state.available) == (0, {MARKET: 1200}, 3800)
+
+
+def test_an_older_exposure_report_only_releases_its_reservations():
+    state = given(deposit(5000), reserve(1000, "r-1"), apply(1200, market_seq=9))
+    state, result = wallet.handle(state, apply(300, market_seq=8, release=["r-1"]), NOW)
+    assert result.events[0].exposure is None
+    assert (state.exposures, state.total_reserved) == ({MARKET: 1200}, 0)
+    _, again = wallet.handle(state, apply(300, market_seq=8, release=["r-1"]), NOW)
+    assert (again.status, again.events) == ("SUCCESS", [])  # a repeat changes nothing
+
+
+def test_settlement_moves_the_result_into_the_balance_once():
+    state = given(deposit(5000), reserve(1000, "r-1"), apply(1000, 3, ["r-1"]))
+    settle = ApplySettlement(command_id=cid(), wallet_id=W, market_id=MARKET, pnl=2000, commission=100)
+    state, _ = wallet.handle(state, settle, NOW)
+    assert (state.balance, state.total_exposure, state.available, state.commission_paid) == (6900, 0, 6900, 100)
+    then_refused(state, settle, codes.DUPLICATE_TRANSACTION)
+    _, late = wallet.handle(state, apply(500, 4), NOW)  # a late report cannot resurrect exposure
+    assert late.events == []
+
+
+def test_a_command_for_another_wallet_is_refused():
+    state = given(deposit(5000))
+    then_refused(state, Deposit(command_id=cid(), wallet_id="bob", amount=1), codes.INVALID_WALLET_ID)
+
+
+def test_wallet_replay_rebuilds_the_state():
+    events = []
+    state = None
+    for cmd in (deposit(5000), reserve(1000, "r-1"), apply(700, 2, ["r-1"]), Withdraw(command_id=cid(), wallet_id=W, amount=300)):
+        state, result = wallet.handle(state, cmd, NOW)
+        events += result.events
+    replayed = None
+    for e in events:
+        replayed = wallet.evolve(replayed, e)
+    assert replayed.snapshot() == state.snapshot()
+    assert isinstance(events[1], ExposureReserved)
+
+
+# ---------------------------------------------------------------- the venue
+
+
+def venue_with(*deposits):
+    venue = Venue()
+    for player, amount in deposits:
+        venue.execute(Deposit(command_id=cid(), wallet_id=player, amount=amount), NOW)
+    venue.execute(define(), NOW)
+    venue.execute(open_market(), NOW)
+    return venue
+
+
+def test_an_order_needs_funds_for_its_maximum_loss():
+    venue = venue_with(("alice", 1000), ("bob", 1000))
+    assert venue.execute(back("alice", A, "3.0", 1000), NOW).status == "SUCCESS"
+    assert venue.available("alice") == 0
+    result = venue.execute(lay("bob", A, "3.0", 600), NOW)  # liability 1200 > 1000
+    assert (result.status, result.error_code) == ("FAILURE", codes.INSUFFICIENT_FUNDS)
+    assert venue.markets[MARKET].orders.keys() == {1}
+    assert venue.available("bob") == 1000
+    result = venue.execute(back("carol", A, "3.0", 100), NOW)  # no wallet at all
+    assert result.error_code == codes.INSUFFICIENT_FUNDS
+
+
+def test_market_refusals_come_before_funds_and_release_nothing():
+    venue = venue_with(("alice", 100))
+    result = venue.execute(back("alice", A, "3.01", 1000), NOW)
+    assert result.error_code == codes.INVALID_ODDS
+    assert venue.available("alice") == 100 and venue.wallets["alice"].reservations == {}
+
+
+def test_fills_release_exposure_and_settlement_moves_cash():
+    venue = venue_with(("alice", 5000), ("bob", 5000))
+    venue.execute(lay("bob", A, "3.0", 1000), NOW)
+    assert venue.available("bob") == 3000
+    venue.execute(back("alice", A, "3.0", 1000), NOW)
+    venue.execute(back("alice", B, "3.0", 1000), NOW)  # rests: alice's worst is C wins (-2000)
+    assert venue.available("alice") == 3000
+    venue.execute(SettleMarket(command_id=cid(), market_id=MARKET, winners=[A]), NOW)
+    assert venue.wallets["alice"].balance == 5000 + 2000 - 100
+    assert venue.wallets["bob"].balance == 5000 - 2000
+    assert venue.available("alice") == venue.wallets["alice"].balance
+    total = sum(w.balance + w.commission_paid for w in venue.wallets.values())
+    assert total == 10000
+    assert Venue.replay(venue.journal).snapshot() == venue.snapshot()
+
+
+def test_replace_reserves_for_the_new_price():
+    venue = venue_with(("alice", 1000))
+    venue.execute(lay("alice", A, "2.0", 1000), NOW)  # liability 1000
+    from exchange.domain.messages import ReplaceInstruction, ReplaceOrders
+
+    cmd = ReplaceOrders(command_id=cid(), market_id=MARKET, player_id="alice",
+                        instructions=[ReplaceInstruction(bet_id=1, new_price="3.0")])
+    assert venue.execute(cmd, NOW).error_code == codes.INSUFFICIENT_FUNDS
+    assert venue.markets[MARKET].orders[1].remaining == 1000
+
+
+def test_deposits_and_withdrawals_go_through_the_venue():
+    venue = Venue()
+    assert venue.execute(Deposit(command_id="d", wallet_id="alice", amount=100), Context(1)).status == "SUCCESS"
+    assert venue.execute(Withdraw(command_id="w", wallet_id="alice", amount=101), Context(2)).error_code == codes.INSUFFICIENT_FUNDS
