@@ -105,7 +105,7 @@ def judge(actors: list[dict], nodes: dict[str, dict[str, str]], topology: Topolo
 
 
 def live_actors_and_nodes(address: str | None, namespace: str | None):
-    """ALIVE actors (as dicts) and node id -> labels, from Ray's state API."""
+    """ALIVE actors (as dicts), node id -> labels, and the number of alive nodes (state API)."""
     import ray
     from ray.util.state import list_actors, list_nodes
 
@@ -118,19 +118,18 @@ def live_actors_and_nodes(address: str | None, namespace: str | None):
     actors = [{"name": a.name, "namespace": a.ray_namespace, "class_name": a.class_name,
                "node_id": a.node_id}
               for a in list_actors(filters=filters, detail=True, limit=10_000, raise_on_missing_output=False)]
-    nodes = {n.node_id: dict(n.labels or {})
-             for n in list_nodes(filters=[("state", "=", "ALIVE")], detail=True, limit=10_000)}
-    return actors, nodes
+    listed = list_nodes(detail=True, limit=10_000)    # dead ones too: an actor may outlive notice
+    nodes = {n.node_id: dict(n.labels or {}) for n in listed}
+    return actors, nodes, sum(1 for n in listed if n.state == "ALIVE")
 
 
 def cmd_check(args) -> int:
     topology = load_topology(args.topology)
-    actors, nodes = live_actors_and_nodes(args.address, args.namespace)
+    actors, nodes, alive = live_actors_and_nodes(args.address, args.namespace)
     reports = judge(actors, nodes, topology)
     if args.json:
         print(json.dumps([r.__dict__ for r in reports], indent=2))
     else:
-        alive = sum(1 for labels in nodes.values() if labels is not None)
         print(f"{len(reports)} alive actors on {alive} alive nodes; topology {topology.source}")
         print(f"{'verdict':<9} {'actor':<44} {'node':<18} {'jurisdiction':<12} {'site':<10} class")
         order = {"VIOLATION": 0, "ok": 1, "unmanaged": 2}

@@ -640,7 +640,7 @@ def _on_placed(s: MarketState, e: OrderPlaced) -> MarketState:
             else:
                 # the maker backs: its unmatched stake (lose side) turns matched,
                 # so lose[r] is unchanged and only the win side gains the profit
-                mpos.delta[ri] += swing - qty
+                mpos.delta[ri] += swing - qty + 1
                 taker_delta[ri] -= swing
                 taker_lose[ri] += qty
                 pos.base += qty

@@ -6,6 +6,7 @@ from exchange.journal.kafka_journal import (
     JournalFailed,
     RecoveredAggregate,
     ensure_topics,
+    read_partition,
 )
 
-__all__ = ["Journal", "JournalConfig", "JournalFailed", "RecoveredAggregate", "ensure_topics"]
+__all__ = ["Journal", "JournalConfig", "JournalFailed", "RecoveredAggregate", "ensure_topics", "read_partition"]

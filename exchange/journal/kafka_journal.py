@@ -310,51 +310,64 @@ class Journal:
         Raises JournalFailed on a sequence gap (crash-only: a gap means lost data).
         Call after start(): start() fences the predecessor, so what is read is final.
         """
-        cfg = self.config
-        aggregates: dict[str, RecoveredAggregate] = {}
-        start_offset = 0
-        async for key, value, _ in self._read(cfg.snapshots_topic, 0):
-            if key == CHECKPOINT_KEY:
-                start_offset = checkpoint_decoder.decode(value).events_offset + 1
-            else:
-                snap = snapshot_decoder.decode(value)
-                aggregates[snap.aggregate_id] = RecoveredAggregate(
-                    snap.aggregate_id, bytes(snap.state), snap.seq)
-        async for _, value, offset in self._read(cfg.events_topic, start_offset):
-            batch = batch_decoder.decode(value)
-            agg = aggregates.get(batch.aggregate_id)
-            if agg is None:
-                agg = aggregates[batch.aggregate_id] = RecoveredAggregate(batch.aggregate_id)
-            expected = agg.seq + 1
-            skip = expected - batch.first_seq
-            if skip < 0:
-                raise JournalFailed(f"{batch.aggregate_id}: sequence gap at offset {offset}: "
-                                    f"expected event {expected}, record starts at {batch.first_seq}")
-            if skip < len(batch.events):
-                agg.events.extend(bytes(e) for e in batch.events[skip:])
+        aggregates = await read_partition(self.config, self.partition)
         for agg in aggregates.values():
             self._next_seq[agg.aggregate_id] = agg.seq + 1
         return aggregates
 
     async def _read(self, topic: str, offset: int):
-        """Yields (key, value, offset) of committed records from offset to the current end."""
-        tp = TopicPartition(topic, self.partition)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.config.bootstrap, enable_auto_commit=False,
-                                    isolation_level="read_committed", group_id=None,
-                                    max_partition_fetch_bytes=8 * 1024 * 1024,
-                                    fetch_max_bytes=32 * 1024 * 1024)
-        await consumer.start()
-        try:
-            consumer.assign([tp])
-            end = (await consumer.end_offsets([tp]))[tp]
-            if end <= offset:
-                return
-            consumer.seek(tp, offset)
-            while await consumer.position(tp) < end:
-                batches = await consumer.getmany(tp, timeout_ms=1000, max_records=10000)
-                for record in batches.get(tp, ()):
-                    if record.offset >= end:
-                        break
-                    yield record.key, record.value, record.offset
-        finally:
-            await consumer.stop()
+        async for item in read_records(self.config, topic, self.partition, offset):
+            yield item
+
+
+async def read_partition(cfg: JournalConfig, partition: int) -> dict[str, RecoveredAggregate]:
+    """Read-only recovery of one host partition (snapshots + events after the checkpoint).
+
+    Fences nobody: tests and tools use it to compare a host's memory with its log.
+    """
+    aggregates: dict[str, RecoveredAggregate] = {}
+    start_offset = 0
+    async for key, value, _ in read_records(cfg, cfg.snapshots_topic, partition, 0):
+        if key == CHECKPOINT_KEY:
+            start_offset = checkpoint_decoder.decode(value).events_offset + 1
+        else:
+            snap = snapshot_decoder.decode(value)
+            aggregates[snap.aggregate_id] = RecoveredAggregate(
+                snap.aggregate_id, bytes(snap.state), snap.seq)
+    async for _, value, offset in read_records(cfg, cfg.events_topic, partition, start_offset):
+        batch = batch_decoder.decode(value)
+        agg = aggregates.get(batch.aggregate_id)
+        if agg is None:
+            agg = aggregates[batch.aggregate_id] = RecoveredAggregate(batch.aggregate_id)
+        expected = agg.seq + 1
+        skip = expected - batch.first_seq
+        if skip < 0:
+            raise JournalFailed(f"{batch.aggregate_id}: sequence gap at offset {offset}: "
+                                f"expected event {expected}, record starts at {batch.first_seq}")
+        if skip < len(batch.events):
+            agg.events.extend(bytes(e) for e in batch.events[skip:])
+    return aggregates
+
+
+async def read_records(cfg: JournalConfig, topic: str, partition: int, offset: int):
+    """Yields (key, value, offset) of committed records from offset to the current end."""
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=cfg.bootstrap, enable_auto_commit=False,
+                                isolation_level="read_committed", group_id=None,
+                                max_partition_fetch_bytes=8 * 1024 * 1024,
+                                fetch_max_bytes=32 * 1024 * 1024)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end <= offset:
+            return
+        consumer.seek(tp, offset)
+        while await consumer.position(tp) < end:
+            batches = await consumer.getmany(tp, timeout_ms=1000, max_records=10000)
+            for record in batches.get(tp, ()):
+                if record.offset >= end:
+                    break
+                yield record.key, record.value, record.offset
+    finally:
+        await consumer.stop()

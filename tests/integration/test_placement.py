@@ -90,7 +90,8 @@ def test_every_role_lands_on_the_nodes_its_scenario_allows(ray, standin, namespa
             if role is Role.ANALYTICS:
                 assert got["node_id"] in region_nodes
         from placement.__main__ import judge, live_actors_and_nodes
-        reports = judge(*live_actors_and_nodes(None, ns), topology)
+        actors_seen, nodes, _ = live_actors_and_nodes(None, ns)
+        reports = judge(actors_seen, nodes, topology)
         assert len(reports) == len(actors)
         assert [r for r in reports if r.verdict != "ok"] == []
     finally:
