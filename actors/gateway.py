@@ -38,13 +38,15 @@ from exchange.domain.money import max_loss
 from actors.directory import host_index, host_name
 from actors.host_core import now_ms
 from actors.wallet_host import RESERVATION_TTL_MS
+from actors.wire import pack_batch, unpack_results
 
 
 class _Batcher:
     """Collects calls to one actor method; sends them as one call per loop turn."""
 
-    def __init__(self, method, max_batch: int = 1000):
+    def __init__(self, method, max_batch: int = 1000, packed: bool = False):
         self.method = method
+        self.packed = packed          # the method takes and returns msgpack (actors/wire.py)
         self.max_batch = max_batch
         self.items: list = []
         self.futures: list[asyncio.Future] = []
@@ -71,8 +73,11 @@ class _Batcher:
 
     async def _call(self, items: list, futures: list) -> None:
         try:
-            columns = list(zip(*items))
-            results = await self.method.remote(*[list(c) for c in columns])
+            columns = [list(c) for c in zip(*items)]
+            if self.packed:
+                results = unpack_results(await self.method.remote(pack_batch(*columns)))
+            else:
+                results = await self.method.remote(*columns)
         except Exception as exc:
             for f in futures:
                 if not f.done():
@@ -118,7 +123,8 @@ class Gateway:
         key = (kind, index, method)
         b = self._batchers.get(key)
         if b is None:
-            b = self._batchers[key] = _Batcher(getattr(self.handle(kind, index), method))
+            b = self._batchers[key] = _Batcher(getattr(self.handle(kind, index), f"{method}_packed"),
+                                               packed=True)
         return b.submit(*item)
 
     def forget(self) -> None:
@@ -191,6 +197,11 @@ class Gateway:
     async def operate(self, cmd) -> CommandResult:
         """Operator commands: define, open, suspend, turn in-play, remove runner, settle, void."""
         return await self.market(cmd)
+
+    async def quiesce(self) -> None:
+        """Waits until every market host has delivered its wallet reports (tests, tools)."""
+        await asyncio.gather(*(self.handle("market", i).settled.remote()
+                               for i in range(self.hosts.market_hosts)))
 
     async def orders(self, market_id: str, player_id: str) -> list[dict]:
         return await self.market_host(market_id).orders_of.remote(market_id, player_id)

@@ -11,6 +11,7 @@ Crash points are named places in the bet flow where a test can make the host die
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -42,6 +43,7 @@ class HostActor:
         self._started: asyncio.Future | None = None
         self._crash_points: set[str] = set()
         self._metrics = None
+        self._latencies: list[tuple[float, int]] = []
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -70,6 +72,10 @@ class HostActor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         self._init_metrics()
+        # Long-lived state (books, wallets) need not be scanned by every collection.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
         await self.after_recovery()
         asyncio.get_running_loop().create_task(self._watch_journal())
 
@@ -125,20 +131,27 @@ class HostActor:
             m.set_default_tags(tags)
 
     def record(self, commands: int, started: float) -> None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if len(self._latencies) < 1_000_000:
+            self._latencies.append((elapsed_ms, commands))
         if self._metrics is not None:
             self._metrics["commands"].inc(commands)
-            self._metrics["latency"].observe((time.perf_counter() - started) * 1000)
+            self._metrics["latency"].observe(elapsed_ms)
+
+    def latency_sample(self, reset: bool = True) -> list[tuple[float, int]]:
+        """(ms from a batch's arrival to its acknowledged reply, commands in it) since the last reset."""
+        sample = self._latencies
+        if reset:
+            self._latencies = []
+        return sample
 
     async def run_batch(self, commands: list) -> list:
         """Handles a batch through the core; a failed journal crashes the host."""
-        started = time.perf_counter()
         try:
-            results = await self.core.execute(commands)
+            return await self.core.execute(commands)
         except JournalFailed as exc:
             asyncio.get_running_loop().call_soon(self.crash, f"journal failed: {exc}")
             raise
-        self.record(len(commands), started)
-        return results
 
     def stats(self) -> dict:
         journal = self.core.journal

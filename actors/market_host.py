@@ -1,9 +1,10 @@
 """Market host: a Ray actor holding many markets of one jurisdiction.
 
 Owns its markets' books and their journal partition. After a batch of market commands
-is committed in Kafka it tells the wallets what changed (each touched player's new
-exposure, releasing the placer's reservation; settlement results), batched per wallet
-host, and only then replies. A wallet host that is away gets the same messages later
+is committed in Kafka it replies, and tells the wallets what changed (each touched
+player's new exposure, releasing the placer's reservation; settlement results), batched
+per wallet host, without holding the reply for them: the placer's reservation already
+covers the worst the batch can do, and nobody else's exposure can rise from it. A wallet host that is away gets the same messages later
 from an outbox; every message is idempotent (ordered by market sequence, settlement
 once per market), so resending is always safe. On recovery the host resends every
 open position's exposure and every settlement it holds, which reconciles a crash at
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import ray
 
@@ -36,6 +38,7 @@ from exchange.domain.messages import (
 from actors.directory import host_index, host_name
 from actors.host_actor import HostActor
 from actors.host_core import AggregateKind, now_ms
+from actors.wire import pack_batch, pack_results, unpack_batch
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +59,14 @@ class MarketHost(HostActor):
         self._wallets: dict[int, object] = {}
         self._outbox: list = []
         self._outbox_task: asyncio.Task | None = None
+        self._pushes: set[asyncio.Task] = set()
 
     # ---------------------------------------------------------------- commands
 
     async def execute(self, commands: list, reservations: list | None = None,
                       deadlines: list | None = None) -> list[CommandResult]:
         """Handles market commands; `reservations[i]`/`deadlines[i]` go with a placement."""
+        started = time.perf_counter()
         await self.ready()
         now = now_ms()
         n = len(commands)
@@ -78,9 +83,26 @@ class MarketHost(HostActor):
         results, it = [], iter(results_run)
         for i in range(n):
             results.append(expired[i] if i in expired else next(it))
-        await self._tell_wallets(self._wallet_messages(commands, results, reservations))
-        self.maybe_crash("market.after_wallets")
+        messages = self._wallet_messages(commands, results, reservations)
+        if messages:
+            # The reply does not wait for the wallets: each wallet's reservation already
+            # covers the worst this batch can do, and a report lost with this process is
+            # resent on recovery. Reports carry the market's sequence, so order is free.
+            task = asyncio.get_running_loop().create_task(self._tell_wallets_then(messages))
+            self._pushes.add(task)
+            task.add_done_callback(self._pushes.discard)
+        self.record(n, started)
         return results
+
+    async def _tell_wallets_then(self, messages: list) -> None:
+        await self._tell_wallets(messages)
+        self.maybe_crash("market.after_wallets")
+
+    async def settled(self) -> bool:
+        """True when every wallet report of this host has been delivered (tests, tools)."""
+        while self._pushes:
+            await asyncio.gather(*list(self._pushes))
+        return not self._outbox
 
     def _wallet_messages(self, commands, results, reservations) -> list:
         out = []
@@ -102,6 +124,11 @@ class MarketHost(HostActor):
                     out.extend(_settlements(event))
         return out
 
+    async def execute_packed(self, payload: bytes) -> bytes:
+        """`execute` for a msgpack HostBatch (the gateway's fast path); results without events."""
+        batch = unpack_batch(payload)
+        return pack_results(await self.execute(batch.commands, batch.reservations, batch.deadlines))
+
     # ---------------------------------------------------------------- wallets
 
     def _wallet(self, index: int):
@@ -120,7 +147,7 @@ class MarketHost(HostActor):
 
         async def send(index: int, batch: list) -> None:
             try:
-                await self._wallet(index).apply.remote(batch)
+                await self._wallet(index).apply_packed.remote(pack_batch(batch))
             except Exception as exc:   # wallet host away: keep it for later, all idempotent
                 log.warning("%s: wallet host %d unreachable (%r); %d messages to the outbox",
                             self.name, index, exc, len(batch))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import ray
 
@@ -24,6 +25,7 @@ from exchange.domain.messages import ApplyMarketExposure, CommandResult, Reserve
 from actors.directory import host_index, host_name
 from actors.host_actor import HostActor
 from actors.host_core import AggregateKind, now_ms
+from actors.wire import pack_batch, pack_results, unpack_batch
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class WalletHost(HostActor):
 
     async def execute(self, commands: list) -> list[CommandResult]:
         """Deposits, withdrawals and reservations (the gateway's commands)."""
+        started = time.perf_counter()
         await self.ready()
         results = await self.run_batch(commands)
         now = now_ms()
@@ -55,17 +58,26 @@ class WalletHost(HostActor):
             if type(cmd) is ReserveExposure and result.status == "SUCCESS":
                 self._reserved_at[cmd.command_id] = now
         self.maybe_crash("wallet.after_persist")
+        self.record(len(commands), started)
         return results
 
     async def apply(self, commands: list) -> list[CommandResult]:
         """Exposure reports and settlements from market hosts (idempotent)."""
+        started = time.perf_counter()
         await self.ready()
         results = await self.run_batch(commands)
+        self.record(len(commands), started)
         for cmd in commands:
             if type(cmd) is ApplyMarketExposure:
                 for reservation in cmd.release:
                     self._reserved_at.pop(reservation, None)
         return results
+
+    async def execute_packed(self, payload: bytes) -> bytes:
+        return pack_results(await self.execute(unpack_batch(payload).commands))
+
+    async def apply_packed(self, payload: bytes) -> bytes:
+        return pack_results(await self.apply(unpack_batch(payload).commands))
 
     async def balances(self, wallet_ids: list[str]) -> dict[str, dict | None]:
         await self.ready()

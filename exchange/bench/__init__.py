@@ -13,4 +13,6 @@ from __future__ import annotations
 #: sub-command -> module under exchange.bench (imported lazily)
 BENCHMARKS: dict[str, str] = {
     "matching": "exchange.bench.matching",
+    "journal": "exchange.bench.journal",
+    "actors": "exchange.bench.actors",
 }

@@ -11,9 +11,7 @@ Prints one JSON line. Needs the local stack (cluster/stack.py up).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -24,14 +22,15 @@ import msgspec
 EVENT_BYTES = 100
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("journal", help="journal appends/s vs raw aiokafka produce (needs the stack)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p) -> None:
     p.add_argument("--bootstrap", default=os.environ.get("EXCHANGE_KAFKA_BOOTSTRAP", "127.0.0.1:29092"))
     p.add_argument("--seconds", type=float, default=10.0, help="duration of each half")
     p.add_argument("--writers", type=int, default=2000, help="concurrent journal writers")
     p.add_argument("--aggregates", type=int, default=1000, help="aggregates the writers spread over")
-    p.set_defaults(run=lambda args: asyncio.run(run(args)))
+
+
+def run(args) -> dict:
+    return asyncio.run(_run(args))
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -102,7 +101,7 @@ async def journal_appends(bootstrap: str, prefix: str, seconds: float, writers: 
     }
 
 
-async def run(args) -> None:
+async def _run(args) -> dict:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     prefix = f"bench{uuid.uuid4().hex[:6]}"
@@ -120,4 +119,4 @@ async def run(args) -> None:
     result = {"bench": "journal", **figures, "raw_produce_per_s": round(raw),
               "ratio": round(figures["journal_per_s"] / raw, 3), "event_bytes": EVENT_BYTES,
               "writers": args.writers, "aggregates": args.aggregates, "seconds": args.seconds}
-    print(json.dumps(result), flush=True)
+    return result

@@ -245,6 +245,33 @@ def decide_place(
             return codes.INVALID_CUSTOMER_ORDER_REF
         if (player_id, ref) in state.refs:
             return codes.DUPLICATE_TRANSACTION
+    if tif is None:  # the hot path, inlined: a LIMIT order that rests or crosses
+        book = state.books[ri]
+        if is_back:
+            taken = book.match_back(tick, size, player_id) if book.best_lay >= tick else ()
+        else:
+            taken = book.match_lay(tick, size, player_id) if book.best_back <= tick else ()
+        if taken is None:
+            return codes.INVALID_BACK_LAY_COMBINATION
+        return [
+            OrderPlaced(
+                market_id=state.market_id,
+                seq=seq + 1,
+                at=now,
+                bet_id=state.next_bet_id,
+                player_id=player_id,
+                runner_id=runner_id,
+                side=side,
+                price_tick=tick,
+                size=size,
+                persistence=persistence,
+                customer_ref=ref,
+                fills=[
+                    Fill(maker_bet_id=maker.bet_id, maker_player_id=maker.player_id, price_tick=maker.tick, size=qty)
+                    for maker, qty in taken
+                ],
+            )
+        ]
     return _decide_order(
         state, player_id, ri, is_back, tick, size, persistence, tif, min_fill, ref, now, seq, None
     )
@@ -640,7 +667,7 @@ def _on_placed(s: MarketState, e: OrderPlaced) -> MarketState:
             else:
                 # the maker backs: its unmatched stake (lose side) turns matched,
                 # so lose[r] is unchanged and only the win side gains the profit
-                mpos.delta[ri] += swing - qty + 1
+                mpos.delta[ri] += swing - qty
                 taker_delta[ri] -= swing
                 taker_lose[ri] += qty
                 pos.base += qty

@@ -165,10 +165,15 @@ async def test_market_host_dies_after_its_commit(env, point):
     market = await new_market(gw)
     resting = await gw.place_orders(place(market, layer, "LAY", "3.0", 1_000))
     assert resting.status == "SUCCESS"
+    await gw.quiesce()
 
     await gw.market_host(market).arm_crash.remote(point)
-    with pytest.raises(Exception):
-        await gw.place_orders(place(market, backer, "BACK", "3.0", 1_000))   # never acknowledged
+    try:
+        # after_persist: dies before replying; after_wallets: dies once the wallets are told,
+        # which may be after the reply. Either way the bet was committed before the crash.
+        await gw.place_orders(place(market, backer, "BACK", "3.0", 1_000))
+    except Exception:
+        pass
 
     await check_invariants(env, [backer, layer], [market])
     # committed before the crash, so it is there: once

@@ -52,17 +52,20 @@ async def test_a_matched_back_and_lay_settle_and_conserve_money(flow):
 
     lay = await gw.place_orders(place(market, bob, "LAY", "3.0", 1_000))
     assert lay.status == "SUCCESS", lay
+    await gw.quiesce()
     funds = await gw.balances([bob])
     assert funds[bob]["exposure"] == 2_000 and funds[bob]["reserved"] == 0
 
     back = await gw.place_orders(place(market, alice, "BACK", "3.0", 1_000))
     assert back.status == "SUCCESS" and back.reports[0].size_matched == 1_000
+    await gw.quiesce()
     funds = await gw.balances([alice, bob])
     assert funds[alice]["exposure"] == 1_000 and funds[alice]["available"] == 9_000
     assert funds[bob]["exposure"] == 2_000
 
     settled = await gw.operate(SettleMarket(command_id=uuid.uuid4().hex, market_id=market, winners=[1]))
     assert settled.status == "SUCCESS"
+    await gw.quiesce()
     funds = await gw.balances([alice, bob])
     assert funds[alice]["balance"] == 10_000 + 2_000 - funds[alice]["commission_paid"]
     assert funds[alice]["commission_paid"] == 100     # 5% of net winnings 2,000
@@ -90,10 +93,12 @@ async def test_cancel_releases_exposure(flow):
     await gw.deposit(dave, 5_000)
     market = await new_market(gw)
     placed = await gw.place_orders(place(market, dave, "BACK", "2.0", 1_000))
+    await gw.quiesce()
     assert (await gw.balances([dave]))[dave]["available"] == 4_000
     cancel = CancelOrders(command_id=uuid.uuid4().hex, market_id=market, player_id=dave,
                           instructions=[CancelInstruction(bet_id=placed.reports[0].bet_id)])
     assert (await gw.cancel_orders(cancel)).status == "SUCCESS"
+    await gw.quiesce()
     assert (await gw.balances([dave]))[dave]["available"] == 5_000
 
 
@@ -107,6 +112,7 @@ async def test_a_retried_placement_is_a_duplicate_and_places_nothing_twice(flow)
     assert first.status == "SUCCESS"
     assert again.error_code == "DUPLICATE_TRANSACTION"
     assert len(await gw.orders(market, erin)) == 1
+    await gw.quiesce()
     assert (await gw.balances([erin]))[erin]["available"] == 4_000
 
 
@@ -125,6 +131,7 @@ async def test_many_concurrent_bettors_batch_and_conserve(flow):
     assert all(r.status in ("SUCCESS", "FAILURE") for r in results)
     assert sum(r.status == "SUCCESS" for r in results) > 300
     await gw.operate(SettleMarket(command_id=uuid.uuid4().hex, market_id=market, winners=[2]))
+    await gw.quiesce()
     funds = await gw.balances(players)
     assert sum(f["balance"] + f["commission_paid"] for f in funds.values()) == 100_000 * len(players)
     assert all(f["exposure"] == 0 and f["reserved"] == 0 for f in funds.values())

@@ -1,0 +1,241 @@
+"""`python -m exchange.bench actors`: durable orders/s through the hosts, latency, recovery.
+
+Against the running local stack (real Kafka, real Ray), in one run:
+- ceiling: the same driver and batching calling a no-op Ray actor that echoes each
+  batch (`ceiling_calls_per_s` items/s): what one Ray hop with batching allows here;
+- full load: `--concurrency` bettors each placing an order and waiting for its reply
+  (reserve on the wallet host, place on the market host, exposure back to the wallet,
+  every step committed in Kafka before the reply): `orders_per_s`;
+- half load: orders sent open-loop at half that rate: host-side latency from a batch's
+  arrival at a market host to its acknowledged reply, p50/p99/p99.9, weighted by order;
+- recovery: a market whose history holds `--recovery-events` events is written through
+  an in-process market host core (same code as the actor) and recovered by a fresh one:
+  `recovery_s` (latest snapshot + the events after it).
+Prints one JSON line (progress on stderr).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import time
+import uuid
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--seconds", type=float, default=10.0, help="duration of each load phase")
+    p.add_argument("--concurrency", type=int, default=2000, help="bettors in flight at full load")
+    p.add_argument("--players", type=int, default=2000)
+    p.add_argument("--markets", type=int, default=200)
+    p.add_argument("--market-hosts", type=int, default=1)
+    p.add_argument("--wallet-hosts", type=int, default=1)
+    p.add_argument("--jurisdiction", default="us-nj")
+    p.add_argument("--recovery-events", type=int, default=1_000_000,
+                   help="events in the recovered market's history (0: skip)")
+
+
+def progress(message: str) -> None:
+    print(f"[actors bench] {message}", file=sys.stderr, flush=True)
+
+
+def weighted_percentiles(samples: list[tuple[float, int]], qs=(0.5, 0.99, 0.999)) -> list[float]:
+    if not samples:
+        return [0.0 for _ in qs]
+    samples = sorted(samples)
+    total = sum(n for _, n in samples)
+    out = []
+    for q in qs:
+        target, acc = q * total, 0
+        for ms, n in samples:
+            acc += n
+            if acc >= target:
+                out.append(round(ms, 2))
+                break
+    return out
+
+
+def percentiles(values: list[float], qs=(0.5, 0.99, 0.999)) -> list[float]:
+    return weighted_percentiles([(v, 1) for v in values], qs)
+
+
+class Echo:
+    """The ceiling: a Ray actor that returns each batch as it is."""
+
+    async def execute(self, items: list, *more) -> list:
+        return items
+
+
+def run(args) -> dict:
+    import ray
+
+    from placement import Role, actor_options, load_topology
+
+    ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), namespace="bench", log_to_driver=False,
+             logging_level="WARNING")
+    try:
+        result = asyncio.run(_bench(args, ray, load_topology(), Role, actor_options))
+    finally:
+        ray.shutdown()
+    return result
+
+
+async def _closed_loop(call, concurrency: int, seconds: float, make) -> tuple[int, int, list[float]]:
+    done = ok = 0
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    async def worker(w: int) -> None:
+        nonlocal done, ok
+        n = 0
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            r = await call(make(w, n))
+            latencies.append((time.perf_counter() - t0) * 1000)
+            done += 1
+            ok += r is True or getattr(r, "status", None) == "SUCCESS"
+            n += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    return round(done / elapsed), round(ok / elapsed), latencies
+
+
+async def _bench(args, ray, topology, Role, actor_options) -> dict:
+    from actors.deploy import deploy_hosts, remove_hosts
+    from actors.gateway import Gateway, _Batcher
+    from exchange.domain.messages import DefineMarket, OpenMarket, PlaceInstruction, PlaceOrders
+
+    tag = uuid.uuid4().hex[:6]
+    bootstrap = os.environ.get("EXCHANGE_KAFKA_BOOTSTRAP", "127.0.0.1:29092")
+    jur = args.jurisdiction
+    result: dict = {"bench": "actors", "market_hosts": args.market_hosts, "wallet_hosts": args.wallet_hosts,
+                    "concurrency": args.concurrency, "seconds": args.seconds}
+
+    progress("ceiling: batched calls to a no-op actor")
+    echo_opts = actor_options(Role.MARKET_HOST, jur, topology, instance=f"echo-{tag}", namespace="bench")
+    echo = ray.remote(Echo).options(**echo_opts, max_concurrency=10_000, num_cpus=0).remote()
+    batcher = _Batcher(echo.execute)
+    ceiling, _, _ = await _closed_loop(lambda item: batcher.submit(item), args.concurrency,
+                                       min(args.seconds, 5), lambda w, n: True)
+    result["ceiling_calls_per_s"] = ceiling
+    ray.kill(echo)
+
+    progress(f"deploying {args.market_hosts} market + {args.wallet_hosts} wallet hosts in {jur}")
+    hosts = deploy_hosts(jur, bootstrap, args.market_hosts, args.wallet_hosts,
+                         namespace=f"bench-{tag}", prefix=f"bench{tag}")
+    gw = Gateway(hosts)
+    try:
+        players = [f"bp{n}" for n in range(args.players)]
+        for i in range(0, len(players), 1000):
+            await asyncio.gather(*(gw.deposit(p, 10**9) for p in players[i:i + 1000]))
+        markets = [f"1.{n}" for n in range(args.markets)]
+        await asyncio.gather(*(gw.operate(DefineMarket(command_id=f"d{m}", market_id=m, runners=[1, 2, 3]))
+                               for m in markets))
+        await asyncio.gather(*(gw.operate(OpenMarket(command_id=f"o{m}", market_id=m)) for m in markets))
+        rng = random.Random(7)
+        prices = ["1.98", "1.99", "2.0", "2.02", "2.04"]
+
+        def order(w: int, n: int) -> PlaceOrders:
+            side = "BACK" if rng.random() < 0.5 else "LAY"
+            return PlaceOrders(
+                command_id=f"{tag}-{w}-{n}-{rng.random()}", market_id=markets[rng.randrange(len(markets))],
+                player_id=players[rng.randrange(len(players))],
+                instructions=[PlaceInstruction(runner_id=rng.randint(1, 3), side=side,
+                                               price=rng.choice(prices), size=200 + rng.randrange(10) * 100)])
+
+        market_hosts = [gw.handle("market", i) for i in range(args.market_hosts)]
+        await asyncio.gather(*(h.latency_sample.remote() for h in market_hosts))
+        progress(f"full load: {args.concurrency} bettors for {args.seconds:.0f}s")
+        rate, accepted, e2e_full = await _closed_loop(gw.place_orders, args.concurrency, args.seconds, order)
+        full = [s for h in market_hosts for s in await h.latency_sample.remote()]
+        result["orders_per_s"] = rate
+        result["accepted_per_s"] = accepted
+        p = weighted_percentiles(full)
+        result.update(p50_ms_full_load=p[0], p99_ms_full_load=p[1], p99_9_ms_full_load=p[2])
+        result["e2e_p50_ms_full_load"], result["e2e_p99_ms_full_load"], _ = percentiles(e2e_full)
+
+        half_rate = max(1, rate // 2)
+        progress(f"half load: {half_rate} orders/s open-loop for {args.seconds:.0f}s")
+        e2e_half: list[float] = []
+
+        async def timed(cmd):
+            t0 = time.perf_counter()
+            await gw.place_orders(cmd)
+            e2e_half.append((time.perf_counter() - t0) * 1000)
+
+        tick = 0.005
+        per_tick = half_rate * tick
+        owed = 0.0
+        tasks = []
+        start = time.perf_counter()
+        n = 0
+        while time.perf_counter() - start < args.seconds:
+            owed += per_tick
+            while owed >= 1:
+                owed -= 1
+                n += 1
+                tasks.append(asyncio.ensure_future(timed(order(0, n))))
+            await asyncio.sleep(tick)
+        await asyncio.gather(*tasks)
+        half = [s for h in market_hosts for s in await h.latency_sample.remote()]
+        p = weighted_percentiles(half)
+        result["half_load_orders_per_s"] = round(n / (time.perf_counter() - start))
+        result.update(p50_ms_half_load=p[0], p99_ms_half_load=p[1], p99_9_ms_half_load=p[2])
+        result["e2e_p50_ms_half_load"], result["e2e_p99_ms_half_load"], _ = percentiles(e2e_half)
+        result["ratio_to_ceiling"] = round(rate / max(ceiling, 1), 3)
+    finally:
+        remove_hosts(hosts)
+
+    if args.recovery_events:
+        result.update(await recovery(bootstrap, f"rec{tag}", args.recovery_events))
+    return result
+
+
+async def recovery(bootstrap: str, prefix: str, events: int) -> dict:
+    """Writes a market with `events` events of history, then times a fresh host's recovery."""
+    from actors.host_core import HostCore
+    from actors.market_host import MARKET_KIND
+    from exchange.domain.messages import DefineMarket, OpenMarket, PlaceInstruction, PlaceOrders
+    from exchange.journal import JournalConfig
+
+    config = JournalConfig(bootstrap=bootstrap, stream="markets.bench", partitions=1, prefix=prefix,
+                           checkpoint_every_flushes=1_000_000, checkpoint_every_s=5.0)
+    core = HostCore(MARKET_KIND, config, 0)
+    await core.start()
+    market = "1.recovery"
+    await core.execute([DefineMarket(command_id="d", market_id=market, runners=[1, 2, 3]),
+                        OpenMarket(command_id="o", market_id=market)])
+    progress(f"recovery: writing a market with {events:,} events of history")
+    written, n, t0 = 2, 0, time.perf_counter()
+    players = [f"r{i}" for i in range(10)]
+    while written < events:
+        batch = []
+        for _ in range(min(5000, events - written)):
+            n += 1
+            # a back, then a lay by another player that matches it in full: two events, no book growth
+            side = "BACK" if n % 2 else "LAY"
+            player = players[(n // 2 + (0 if side == "BACK" else 1)) % len(players)]
+            batch.append(PlaceOrders(command_id=f"c{n}", market_id=market, player_id=player,
+                                     instructions=[PlaceInstruction(runner_id=1 + (n // 2) % 3, side=side,
+                                                                    price="2.0", size=200)]))
+        await core.execute(batch)
+        written += len(batch)
+        if n % 100_000 < 5000:
+            progress(f"  {written:,} events ({written / (time.perf_counter() - t0):,.0f}/s)")
+    history_s = time.perf_counter() - t0
+    seq = core.states[market].seq
+    await core.stop()
+
+    fresh = HostCore(MARKET_KIND, config, 0)
+    t1 = time.perf_counter()
+    await fresh.start()
+    recovery_s = time.perf_counter() - t1
+    assert fresh.states[market].seq == seq, "recovered market differs from the one written"
+    snap = fresh.states[market].snapshot()
+    await fresh.stop()
+    return {"recovery_s": round(recovery_s, 3), "recovery_history_events": seq,
+            "recovery_tail_events": fresh.recovered_events, "history_write_per_s": round(written / history_s),
+            "recovery_matched_bets": sum(len(b) for b in snap["matched_bets"])}
