@@ -112,12 +112,12 @@ class HostCore:
         from exchange.journal.records import batch_decoder
         rebuilt: dict[str, Any] = {}
         async for _, value, _ in self.journal._read(self.config.events_topic, 0):
-            batch = batch_decoder.decode(value)
-            if batch.aggregate_id in aggregate_ids:
-                state = rebuilt.get(batch.aggregate_id)
-                for raw in batch.events:
-                    state = self.kind.evolve(state, decode(raw))
-                rebuilt[batch.aggregate_id] = state
+            for batch in batch_decoder.decode(value):
+                if batch.aggregate_id in aggregate_ids:
+                    state = rebuilt.get(batch.aggregate_id)
+                    for raw in batch.events:
+                        state = self.kind.evolve(state, decode(raw))
+                    rebuilt[batch.aggregate_id] = state
         self.states.update(rebuilt)
 
     async def stop(self) -> None:

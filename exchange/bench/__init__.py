@@ -15,4 +15,5 @@ BENCHMARKS: dict[str, str] = {
     "matching": "exchange.bench.matching",
     "journal": "exchange.bench.journal",
     "actors": "exchange.bench.actors",
+    "memory": "exchange.bench.memory",
 }

@@ -6,8 +6,8 @@ already-encoded events, and await the returned future before they answer anyone
 (persist, then reply).
 
 - Group commit: every append made while a flush is in flight goes into the next flush.
-  A flush is one Kafka transaction holding one record per aggregate (all its events of
-  that window), plus any snapshots due; the awaited future resolves when the
+  A flush is one Kafka transaction holding a few records (each a list of per-aggregate
+  EventBatches, up to MAX_EVENTS_PER_RECORD events), plus any snapshots due; the awaited future resolves when the
   transaction has committed (acks=all, idempotent, transactional producer).
 - Fencing: the transactional id is the host identity (`<prefix>.<stream>.<partition>`);
   a restarted host's init_transactions bumps the epoch, so a zombie predecessor's next
@@ -47,7 +47,7 @@ from exchange.journal.records import (
 
 log = logging.getLogger(__name__)
 
-MAX_EVENTS_PER_RECORD = 2000
+MAX_EVENTS_PER_RECORD = 5000   # events per Kafka record (~0.5 MB at 100 bytes each)
 
 
 class JournalFailed(RuntimeError):
@@ -272,14 +272,22 @@ class Journal:
         try:
             sends = []
             n_events = 0
+            key = self.host_id.encode()
+            record: list[EventBatch] = []
+            in_record = 0
             for aggregate_id, (first_seq, events) in batch.items():
-                key = aggregate_id.encode()
                 for start in range(0, len(events), MAX_EVENTS_PER_RECORD):
                     chunk = events[start:start + MAX_EVENTS_PER_RECORD]
-                    value = batch_encoder.encode(EventBatch(aggregate_id, first_seq + start, chunk))
-                    sends.append(await producer.send(cfg.events_topic, value, key=key,
-                                                     partition=self.partition))
+                    record.append(EventBatch(aggregate_id, first_seq + start, chunk))
+                    in_record += len(chunk)
+                    if in_record >= MAX_EVENTS_PER_RECORD:
+                        sends.append(await producer.send(cfg.events_topic, batch_encoder.encode(record),
+                                                         key=key, partition=self.partition))
+                        record, in_record = [], 0
                 n_events += len(events)
+            if record:
+                sends.append(await producer.send(cfg.events_topic, batch_encoder.encode(record),
+                                                 key=key, partition=self.partition))
             if sends:
                 metadata = await asyncio.gather(*sends)
                 self._last_events_offset = max(m.offset for m in metadata)
@@ -335,17 +343,17 @@ async def read_partition(cfg: JournalConfig, partition: int) -> dict[str, Recove
             aggregates[snap.aggregate_id] = RecoveredAggregate(
                 snap.aggregate_id, bytes(snap.state), snap.seq)
     async for _, value, offset in read_records(cfg, cfg.events_topic, partition, start_offset):
-        batch = batch_decoder.decode(value)
-        agg = aggregates.get(batch.aggregate_id)
-        if agg is None:
-            agg = aggregates[batch.aggregate_id] = RecoveredAggregate(batch.aggregate_id)
-        expected = agg.seq + 1
-        skip = expected - batch.first_seq
-        if skip < 0:
-            raise JournalFailed(f"{batch.aggregate_id}: sequence gap at offset {offset}: "
-                                f"expected event {expected}, record starts at {batch.first_seq}")
-        if skip < len(batch.events):
-            agg.events.extend(bytes(e) for e in batch.events[skip:])
+        for batch in batch_decoder.decode(value):
+            agg = aggregates.get(batch.aggregate_id)
+            if agg is None:
+                agg = aggregates[batch.aggregate_id] = RecoveredAggregate(batch.aggregate_id)
+            expected = agg.seq + 1
+            skip = expected - batch.first_seq
+            if skip < 0:
+                raise JournalFailed(f"{batch.aggregate_id}: sequence gap at offset {offset}: "
+                                    f"expected event {expected}, record starts at {batch.first_seq}")
+            if skip < len(batch.events):
+                agg.events.extend(bytes(e) for e in batch.events[skip:])
     return aggregates
 
 

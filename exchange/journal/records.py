@@ -43,6 +43,8 @@ class Checkpoint(msgspec.Struct, frozen=True, array_like=True, gc=False):
 CHECKPOINT_KEY = b"\x00checkpoint"
 
 batch_encoder = msgspec.msgpack.Encoder()
-batch_decoder = msgspec.msgpack.Decoder(EventBatch)
+# An events record holds the EventBatches of several aggregates (one group commit, or
+# a slice of it): the per-record cost of a Kafka produce is paid once per slice.
+batch_decoder = msgspec.msgpack.Decoder(list[EventBatch])
 snapshot_decoder = msgspec.msgpack.Decoder(Snapshot)
 checkpoint_decoder = msgspec.msgpack.Decoder(Checkpoint)
