@@ -7,7 +7,7 @@ already-encoded events, and await the returned future before they answer anyone
 
 - Group commit: every append made while a flush is in flight goes into the next flush.
   A flush is one Kafka transaction holding a few records (each a list of per-aggregate
-  EventBatches, up to MAX_EVENTS_PER_RECORD events), plus any snapshots due; the awaited future resolves when the
+  EventBatches, up to MAX_RECORD_BYTES), plus any snapshots due; the awaited future resolves when the
   transaction has committed (acks=all, idempotent, transactional producer).
 - Fencing: the transactional id is the host identity (`<prefix>.<stream>.<partition>`);
   a restarted host's init_transactions bumps the epoch, so a zombie predecessor's next
@@ -47,7 +47,7 @@ from exchange.journal.records import (
 
 log = logging.getLogger(__name__)
 
-MAX_EVENTS_PER_RECORD = 5000   # events per Kafka record (~0.5 MB at 100 bytes each)
+MAX_RECORD_BYTES = 512 * 1024   # per Kafka record; the broker's message.max.bytes is ~1 MB
 
 
 class JournalFailed(RuntimeError):
@@ -276,11 +276,17 @@ class Journal:
             record: list[EventBatch] = []
             in_record = 0
             for aggregate_id, (first_seq, events) in batch.items():
-                for start in range(0, len(events), MAX_EVENTS_PER_RECORD):
-                    chunk = events[start:start + MAX_EVENTS_PER_RECORD]
-                    record.append(EventBatch(aggregate_id, first_seq + start, chunk))
-                    in_record += len(chunk)
-                    if in_record >= MAX_EVENTS_PER_RECORD:
+                start = 0
+                while start < len(events):
+                    # cut by bytes: a record must stay under the broker's message.max.bytes
+                    end, size = start, 0
+                    while end < len(events) and (end == start or in_record + size + len(events[end]) < MAX_RECORD_BYTES):
+                        size += len(events[end]) + 1
+                        end += 1
+                    record.append(EventBatch(aggregate_id, first_seq + start, events[start:end]))
+                    in_record += size + len(aggregate_id) + 16
+                    start = end
+                    if in_record >= MAX_RECORD_BYTES * 3 // 4 or start < len(events):
                         sends.append(await producer.send(cfg.events_topic, batch_encoder.encode(record),
                                                          key=key, partition=self.partition))
                         record, in_record = [], 0

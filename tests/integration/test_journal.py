@@ -97,3 +97,19 @@ async def test_a_restarted_host_fences_its_zombie_predecessor(config):
     recovered = await final.recover()
     await final.stop()
     assert recovered["w1"].events == [ev("w1", 1), ev("w1", 2)], "the zombie never appended"
+
+
+async def test_a_flush_larger_than_a_kafka_record_is_split_and_recovered(config):
+    journal = Journal(config, partition=0)
+    await journal.start()
+    big = [msgspec.msgpack.encode(b"x" * 2000) for _ in range(2000)]     # ~4 MB in one flush
+    await asyncio.gather(journal.append("huge", big), journal.append("small", [ev("small", 1)]))
+    records = journal.records
+    await journal.stop()
+    assert records >= 8
+    successor = Journal(config, partition=0)
+    await successor.start()
+    recovered = await successor.recover()
+    await successor.stop()
+    assert recovered["huge"].events == big
+    assert recovered["small"].events == [ev("small", 1)]
