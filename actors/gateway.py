@@ -209,6 +209,37 @@ class Gateway:
     async def market_view(self, market_id: str) -> dict | None:
         return await self.market_host(market_id).market_view.remote(market_id)
 
+    # ---- read models for the API (exchange/api/): read-only
+
+    async def market_books(self, market_ids: list[str], depth: int = 3) -> dict[str, dict | None]:
+        """market id -> MarketHost.market_books view (None: the market is not held)."""
+        by_host: dict[int, list[str]] = {}
+        for m in dict.fromkeys(market_ids):
+            by_host.setdefault(host_index(m, self.hosts.market_hosts), []).append(m)
+        replies = await asyncio.gather(*(self.handle("market", i).market_books.remote(ids, depth)
+                                         for i, ids in by_host.items()))
+        out: dict[str, dict | None] = {}
+        for ids, views in zip(by_host.values(), replies):
+            out.update(zip(ids, views))
+        return out
+
+    async def player_orders(self, player_id: str, market_ids: list[str] | None = None) -> list[dict]:
+        """The player's live orders on the given markets, or on every market of the jurisdiction."""
+        if market_ids is None:
+            calls = [self.handle("market", i).player_orders.remote(player_id, None)
+                     for i in range(self.hosts.market_hosts)]
+        else:
+            by_host: dict[int, list[str]] = {}
+            for m in dict.fromkeys(market_ids):
+                by_host.setdefault(host_index(m, self.hosts.market_hosts), []).append(m)
+            calls = [self.handle("market", i).player_orders.remote(player_id, ids)
+                     for i, ids in by_host.items()]
+        return [o for orders in await asyncio.gather(*calls) for o in orders]
+
+    async def unmatched(self, market_id: str, player_id: str, bet_ids: list[int]) -> dict[int, int]:
+        """Unmatched size of each of the player's live bets on one market."""
+        return await self.market_host(market_id).unmatched_sizes.remote(market_id, player_id, bet_ids)
+
 
 def _refused(cmd, code: str) -> CommandResult:
     return CommandResult(command_id=cmd.command_id, status=FAILURE, error_code=code,

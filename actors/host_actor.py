@@ -44,6 +44,10 @@ class HostActor:
         self._crash_points: set[str] = set()
         self._metrics = None
         self._latencies: list[tuple[float, int]] = []
+        self._gc_started: float | None = None
+        self.max_gc_pause_ms = 0.0
+        self.max_loop_lag_ms = 0.0
+        gc.callbacks.append(self._watch_gc)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -82,7 +86,30 @@ class HostActor:
     async def after_recovery(self) -> None:
         """Reconciliation a host kind runs once it is recovered (overridden)."""
 
+    def _watch_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._gc_started is not None:
+            pause_ms = (time.perf_counter() - self._gc_started) * 1000
+            if pause_ms > self.max_gc_pause_ms:
+                self.max_gc_pause_ms = pause_ms
+            if pause_ms > 50:
+                log.warning("%s: gc generation %d paused %.0f ms (%d collected)", self.name,
+                            info.get("generation", -1), pause_ms, info.get("collected", 0))
+
+    async def _watch_loop_lag(self) -> None:
+        """Records how late the event loop runs a 10 ms timer: stalls show here."""
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lag_ms = (time.perf_counter() - t0) * 1000 - 10
+            if lag_ms > self.max_loop_lag_ms:
+                self.max_loop_lag_ms = lag_ms
+            if lag_ms > 100:
+                log.warning("%s: event loop stalled %.0f ms", self.name, lag_ms)
+
     async def _watch_journal(self) -> None:
+        asyncio.get_running_loop().create_task(self._watch_loop_lag())
         while True:
             await asyncio.sleep(0.5)
             if self.core.journal.failed is not None:
@@ -157,4 +184,6 @@ class HostActor:
         journal = self.core.journal
         return {"name": self.name, "aggregates": len(self.core.states), "commands": self.core.commands,
                 "flushes": journal.flushes, "records": journal.records, "events": journal.events,
-                "last_flush_ms": journal.last_flush_ms, "pid": os.getpid()}
+                "last_flush_ms": journal.last_flush_ms, "snapshots": journal.snapshots,
+                "max_gc_pause_ms": round(self.max_gc_pause_ms, 1),
+                "max_loop_lag_ms": round(self.max_loop_lag_ms, 1), "pid": os.getpid()}

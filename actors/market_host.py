@@ -224,6 +224,63 @@ class MarketHost(HostActor):
     async def outbox_size(self) -> int:
         return len(self._outbox)
 
+    # ---- read models for the API (exchange/api/): read-only, no journal, no wallets
+
+    async def market_books(self, market_ids: list[str], depth: int = 3) -> list[dict | None]:
+        """Each market's status and its best ``depth`` price levels per runner.
+
+        ``to_back``: resting lays a backer can take, best (highest) tick first;
+        ``to_lay``: resting backs a layer can take, best (lowest) tick first; sizes
+        are the unmatched backer's stakes at each tick (minor units). None: no market.
+        """
+        await self.ready()
+        out: list[dict | None] = []
+        for market_id in market_ids:
+            state = self.core.states.get(market_id)
+            if state is None:
+                out.append(None)
+                continue
+            runners = []
+            for index, runner_id in enumerate(state.runners):
+                book = state.books[index]
+                to_back, to_lay = [], []
+                tick = book.best_lay
+                while tick >= 0 and len(to_back) < depth:
+                    if book.lays[tick]:
+                        to_back.append((tick, sum(o.remaining for o in book.lays[tick])))
+                    tick -= 1
+                tick = book.best_back
+                while tick < len(book.backs) and len(to_lay) < depth:
+                    if book.backs[tick]:
+                        to_lay.append((tick, sum(o.remaining for o in book.backs[tick])))
+                    tick += 1
+                runners.append({"selection_id": runner_id, "active": runner_id in state.active_index,
+                                "to_back": to_back, "to_lay": to_lay})
+            out.append({"market_id": market_id, "status": state.status, "in_play": state.in_play,
+                        "bet_delay_ms": state.bet_delay_ms, "version": state.version,
+                        "number_of_winners": state.number_of_winners, "settlement": state.settlement,
+                        "runners": runners})
+        return out
+
+    async def player_orders(self, player_id: str, market_ids: list[str] | None = None) -> list[dict]:
+        """The player's live (partly unmatched) orders on the given markets, or on every market held."""
+        await self.ready()
+        states = self.core.states
+        ids = sorted(states) if market_ids is None else market_ids
+        out = []
+        for market_id in ids:
+            state = states.get(market_id)
+            if state is None:
+                continue
+            for o in state.live_orders(player_id):
+                out.append({"market_id": market_id, "bet_id": o.bet_id,
+                            "selection_id": state.runners[o.runner_index],
+                            "side": "BACK" if o.is_back else "LAY", "tick": o.tick, "size": o.size,
+                            "remaining": o.remaining, "matched": o.matched, "persistence": o.persistence,
+                            "time_in_force": o.time_in_force, "customer_ref": o.customer_ref,
+                            "placed_at": o.placed_at})
+        return out
+
 
 def _settlements(event) -> list[ApplySettlement]:
     return [ApplySettlement(command_id=f"settle/{event.market_id}/{r.player_id}", wallet_id=r.player_id,

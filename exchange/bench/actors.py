@@ -202,7 +202,7 @@ async def recovery(bootstrap: str, prefix: str, events: int) -> dict:
     from exchange.journal import JournalConfig
 
     config = JournalConfig(bootstrap=bootstrap, stream="markets.bench", partitions=1, prefix=prefix,
-                           checkpoint_every_flushes=1_000_000, checkpoint_every_s=5.0)
+                           checkpoint_every_s=5.0)
     core = HostCore(MARKET_KIND, config, 0)
     await core.start()
     market = "1.recovery"

@@ -71,7 +71,7 @@ async def _run(args) -> dict:
     def config(stream: str) -> JournalConfig:
         # no snapshots during the fill: they would add transient memory to the reading
         return JournalConfig(bootstrap=args.bootstrap, stream=stream, partitions=1, prefix=prefix,
-                             checkpoint_every_flushes=10**9, checkpoint_every_s=10**9)
+                             checkpoint_every_s=10**9)
 
     wallets = HostCore(WALLET_KIND, config("wallets.bench"), 0)
     await wallets.start()

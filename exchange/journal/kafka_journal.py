@@ -14,11 +14,12 @@ already-encoded events, and await the returned future before they answer anyone
   commit fails with ProducerFenced. Any failed flush fails the journal for good: the
   host must exit and recover (crash-only), because its in-memory state ran ahead of
   what Kafka holds.
-- Snapshots: a checkpoint writes, in the same transaction as a flush, a snapshot of
-  every aggregate changed since the previous checkpoint and a Checkpoint record naming
-  the last events offset they cover. Recovery reads the compacted snapshots partition,
-  then the events after the last checkpoint, so its time is bounded by the checkpoint
-  interval, not by history.
+- Snapshots: each flush may write, in its own transaction, snapshots of the aggregates
+  whose oldest unsnapshotted events are older than `checkpoint_every_s` (oldest first,
+  within `snapshot_budget_s` of pickling), and a Checkpoint record naming the offset
+  before the oldest events no snapshot covers. Recovery reads the compacted snapshots
+  partition, then the events after the last checkpoint, so its time is bounded by the
+  checkpoint interval, not by history.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ class JournalConfig:
     stream: str                 # "markets", "wallets", ...
     partitions: int = 8         # how many hosts of this stream can exist
     prefix: str = "exchange"
-    checkpoint_every_flushes: int = 200
-    checkpoint_every_s: float = 5.0
+    checkpoint_every_s: float = 5.0    # an aggregate's events wait at most ~this long for a snapshot
+    snapshot_budget_s: float = 0.002   # time spent pickling snapshots per flush (at least one)
     linger_s: float = 0.0       # extra wait before a flush to gather more (0: flush as soon as idle)
     request_timeout_ms: int = 30000
     transaction_timeout_ms: int = 60000
@@ -131,10 +132,12 @@ class Journal:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._failed: BaseException | None = None
-        self._dirty: set[str] = set()
-        self._flushes_since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
+        # aggregate -> (offset of its oldest events not covered by a snapshot, since when),
+        # oldest first: offsets only grow, and an aggregate is re-added at the end
+        self._uncovered: dict[str, tuple[int, float]] = {}
+        self._force_snapshots = False
         self._last_events_offset = -1
+        self.snapshots = 0
         # figures for metrics
         self.flushes = 0
         self.records = 0
@@ -215,7 +218,8 @@ class Journal:
         return self._waiter
 
     def request_checkpoint(self) -> None:
-        self._flushes_since_checkpoint = self.config.checkpoint_every_flushes
+        """Makes every aggregate's snapshot due at the next flush (tests, shutdown)."""
+        self._force_snapshots = True
         self._wakeup.set()
 
     async def _flush_loop(self) -> None:
@@ -228,8 +232,7 @@ class Journal:
                 continue
             batch, self._pending = self._pending, {}
             waiter, self._waiter = self._waiter, None
-            self._dirty.update(batch)
-            snapshots = self._take_snapshots_if_due()
+            snapshots = self._take_due_snapshots()
             started = time.perf_counter()
             try:
                 await self._commit(batch, snapshots)
@@ -249,21 +252,27 @@ class Journal:
             self.last_flush_ms = (time.perf_counter() - started) * 1000
             waiter.set_result(None)
 
-    def _take_snapshots_if_due(self) -> dict[str, tuple[int, bytes]] | None:
-        """Snapshots every aggregate changed since the last checkpoint, when one is due.
+    def _take_due_snapshots(self) -> dict[str, tuple[int, bytes]] | None:
+        """Snapshots the aggregates whose oldest unsnapshotted events are older than the
+        checkpoint interval, oldest first, within a small time budget per flush.
 
-        Called synchronously as the batch is taken, so each snapshot holds exactly the
-        events up to this batch's (hosts apply before they append, with no await between).
+        Spreading snapshots over flushes keeps any one flush short (a pause for a full
+        checkpoint of every market was the tail of the latency). Called synchronously as
+        the batch is taken, so each snapshot holds exactly the events up to this batch's
+        (hosts apply before they append, with no await between).
         """
-        self._flushes_since_checkpoint += 1
-        due = (self._flushes_since_checkpoint >= self.config.checkpoint_every_flushes
-               or time.monotonic() - self._last_checkpoint >= self.config.checkpoint_every_s)
-        if not due or self._snapshot_source is None or not self._dirty:
+        if self._snapshot_source is None or not self._uncovered:
             return None
-        dirty, self._dirty = self._dirty, set()
-        self._flushes_since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
-        return self._snapshot_source(dirty)
+        now = time.monotonic()
+        cutoff = now - self.config.checkpoint_every_s
+        force, self._force_snapshots = self._force_snapshots, False
+        taken: dict[str, tuple[int, bytes]] = {}
+        deadline = time.perf_counter() + self.config.snapshot_budget_s
+        for aggregate_id, (_, since) in self._uncovered.items():   # oldest first
+            if not force and (since > cutoff or (taken and time.perf_counter() > deadline)):
+                break
+            taken.update(self._snapshot_source((aggregate_id,)))
+        return taken or None
 
     async def _commit(self, batch: dict[str, list], snapshots: dict[str, tuple[int, bytes]] | None) -> None:
         producer = self._producer
@@ -271,6 +280,7 @@ class Journal:
         await producer.begin_transaction()
         try:
             sends = []
+            placed: list[tuple[int, str]] = []       # (index in sends, aggregate) of each slice
             n_events = 0
             key = self.host_id.encode()
             record: list[EventBatch] = []
@@ -284,6 +294,7 @@ class Journal:
                         size += len(events[end]) + 1
                         end += 1
                     record.append(EventBatch(aggregate_id, first_seq + start, events[start:end]))
+                    placed.append((len(sends), aggregate_id))
                     in_record += size + len(aggregate_id) + 16
                     start = end
                     if in_record >= MAX_RECORD_BYTES * 3 // 4 or start < len(events):
@@ -294,15 +305,25 @@ class Journal:
             if record:
                 sends.append(await producer.send(cfg.events_topic, batch_encoder.encode(record),
                                                  key=key, partition=self.partition))
-            if sends:
-                metadata = await asyncio.gather(*sends)
-                self._last_events_offset = max(m.offset for m in metadata)
-            if snapshots is not None:
+            offsets = [m.offset for m in await asyncio.gather(*sends)] if sends else []
+            if offsets:
+                self._last_events_offset = offsets[-1]
+            # what stays uncovered by a snapshot once this transaction commits
+            uncovered = dict(self._uncovered)
+            if snapshots:
+                for aggregate_id in snapshots:
+                    uncovered.pop(aggregate_id, None)
+            now = time.monotonic()
+            for index, aggregate_id in placed:
+                if aggregate_id not in uncovered and not (snapshots and aggregate_id in snapshots):
+                    uncovered[aggregate_id] = (offsets[index], now)
+            if snapshots:
                 for aggregate_id, (seq, state) in snapshots.items():
                     value = batch_encoder.encode(Snapshot(aggregate_id, seq, msgspec.Raw(state)))
                     await producer.send(cfg.snapshots_topic, value, key=aggregate_id.encode(),
                                         partition=self.partition)
-                marker = batch_encoder.encode(Checkpoint(self._last_events_offset, int(time.time() * 1000)))
+                oldest = next(iter(uncovered.values()))[0] - 1 if uncovered else self._last_events_offset
+                marker = batch_encoder.encode(Checkpoint(oldest, int(time.time() * 1000)))
                 await producer.send(cfg.snapshots_topic, marker, key=CHECKPOINT_KEY,
                                     partition=self.partition)
             await producer.commit_transaction()
@@ -312,9 +333,11 @@ class Journal:
             except Exception:
                 pass
             raise
+        self._uncovered = uncovered
         self.flushes += 1
         self.records += len(sends)
         self.events += n_events
+        self.snapshots += len(snapshots or ())
 
     # ---------------------------------------------------------------- recovery
 

@@ -1,0 +1,533 @@
+"""API-NG wire types: the JSON bodies of the bettor and operator HTTP API.
+
+Owns the shapes (Betfair API-NG's field names, camelCase on the wire) and their
+structural validation: request types forbid unknown fields, so a typo or a field we
+do not implement is refused with a reason naming it, never silently ignored.
+Prices and sizes are decimal numbers in JSON, decoded exactly as ``Decimal`` (never
+through a float); convert.py turns them into ladder ticks and minor units.
+
+Schema evolution as in exchange/domain/messages.py: new fields get a default and go
+at the end; nothing is renamed or retyped. Must never hold behaviour.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+# A decimal number on the wire (API-NG's Price and Size are doubles): decoded exactly.
+Number = Annotated[Decimal, Meta(extra_json_schema={"type": "number", "format": "double"})]
+Id = Annotated[str, Meta(min_length=1, max_length=64)]
+Ref = Annotated[str, Meta(min_length=1, max_length=32)]
+Name = Annotated[str, Meta(min_length=1, max_length=128)]
+UtcTime = Annotated[datetime, Meta(tz=True)]
+Side = Literal["BACK", "LAY"]
+PersistenceType = Literal["LAPSE", "PERSIST", "MARKET_ON_CLOSE"]
+OrderProjection = Literal["ALL", "EXECUTABLE", "EXECUTION_COMPLETE"]
+IdList = Annotated[list[Id], Meta(max_length=1000)]
+
+
+class Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"):
+    """Base of request bodies: unknown fields are refused."""
+
+
+class Reply(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """Base of replies: optional (None) fields are left out, as API-NG does."""
+
+
+# --------------------------------------------------------------------------
+# JSON-RPC 2.0
+
+
+class JsonRpcRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    jsonrpc: Literal["2.0"]
+    method: Annotated[str, Meta(max_length=128)]
+    params: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
+    id: int | str | None = None
+
+
+class APINGExceptionBody(msgspec.Struct, kw_only=True):
+    errorCode: str
+    errorDetails: str
+    requestUUID: str
+
+
+class JsonRpcError(msgspec.Struct, kw_only=True, omit_defaults=True):
+    code: int
+    message: str
+    data: dict | None = None
+
+
+class JsonRpcReply(msgspec.Struct, kw_only=True):
+    jsonrpc: str
+    id: int | str | None
+    result: object = None
+
+
+class JsonRpcErrorReply(msgspec.Struct, kw_only=True):
+    jsonrpc: str
+    id: int | str | None
+    error: JsonRpcError
+
+
+# --------------------------------------------------------------------------
+# Betting: catalogue
+
+
+class TimeRange(Request, frozen=True, kw_only=True):
+    from_: UtcTime | None = msgspec.field(default=None, name="from")
+    to: UtcTime | None = None
+
+
+class MarketFilter(Request, frozen=True, kw_only=True):
+    text_query: Annotated[str, Meta(max_length=128)] | None = None
+    event_type_ids: IdList | None = None
+    event_ids: IdList | None = None
+    market_ids: IdList | None = None
+    market_type_codes: IdList | None = None
+    market_countries: IdList | None = None
+    market_start_time: TimeRange | None = None
+
+
+class ListEventTypesParams(Request, frozen=True, kw_only=True):
+    filter: MarketFilter
+    locale: str | None = None
+
+
+class ListEventsParams(Request, frozen=True, kw_only=True):
+    filter: MarketFilter
+    locale: str | None = None
+
+
+MarketProjection = Literal["COMPETITION", "EVENT", "EVENT_TYPE", "MARKET_START_TIME",
+                           "MARKET_DESCRIPTION", "RUNNER_DESCRIPTION", "RUNNER_METADATA"]
+
+
+class ListMarketCatalogueParams(Request, frozen=True, kw_only=True):
+    filter: MarketFilter
+    max_results: Annotated[int, Meta(ge=1, le=1000)]
+    market_projection: list[MarketProjection] = []
+    sort: Literal["MINIMUM_TRADED", "MAXIMUM_TRADED", "MINIMUM_AVAILABLE", "MAXIMUM_AVAILABLE",
+                  "FIRST_TO_START", "LAST_TO_START"] | None = None
+    locale: str | None = None
+
+
+class EventType(Reply, kw_only=True):
+    id: str
+    name: str
+
+
+class EventTypeResult(Reply, kw_only=True):
+    event_type: EventType
+    market_count: int
+
+
+class Event(Reply, kw_only=True):
+    id: str
+    name: str
+    country_code: str | None = None
+    timezone: str | None = None
+    open_date: datetime | None = None
+
+
+class EventResult(Reply, kw_only=True):
+    event: Event
+    market_count: int
+
+
+class RunnerCatalog(Reply, kw_only=True):
+    selection_id: int
+    runner_name: str
+    handicap: Number
+    sort_priority: int
+
+
+class MarketDescription(Reply, kw_only=True):
+    persistence_enabled: bool
+    bsp_market: bool
+    market_time: datetime | None
+    suspend_time: datetime | None
+    betting_type: str
+    turn_in_play_enabled: bool
+    market_type: str
+    regulator: str
+    market_base_rate: Number
+    discount_allowed: bool
+
+
+class MarketCatalogue(Reply, kw_only=True):
+    market_id: str
+    market_name: str
+    market_start_time: datetime | None = None
+    description: MarketDescription | None = None
+    total_matched: Number | None = None
+    runners: list[RunnerCatalog] | None = None
+    event_type: EventType | None = None
+    event: Event | None = None
+
+
+# --------------------------------------------------------------------------
+# Betting: prices
+
+
+class ExBestOffersOverrides(Request, frozen=True, kw_only=True):
+    best_prices_depth: Annotated[int, Meta(ge=1, le=10)] | None = None
+
+
+class PriceProjection(Request, frozen=True, kw_only=True):
+    price_data: list[Literal["EX_BEST_OFFERS", "EX_ALL_OFFERS", "EX_TRADED", "SP_AVAILABLE",
+                             "SP_TRADED"]] = []
+    ex_best_offers_overrides: ExBestOffersOverrides | None = None
+    virtualise: bool | None = None
+    rollover_stakes: bool | None = None
+
+
+class ListMarketBookParams(Request, frozen=True, kw_only=True):
+    market_ids: Annotated[list[Id], Meta(min_length=1, max_length=40)]
+    price_projection: PriceProjection | None = None
+    order_projection: OrderProjection | None = None
+    match_projection: Literal["NO_ROLLUP", "ROLLED_UP_BY_PRICE", "ROLLED_UP_BY_AVG_PRICE"] | None = None
+    currency_code: str | None = None
+    locale: str | None = None
+
+
+class PriceSize(Reply, kw_only=True):
+    price: Number
+    size: Number
+
+
+class ExchangePrices(Reply, kw_only=True):
+    available_to_back: list[PriceSize]
+    available_to_lay: list[PriceSize]
+    traded_volume: list[PriceSize]
+
+
+class Order(Reply, kw_only=True):
+    bet_id: str
+    order_type: str
+    status: str
+    persistence_type: str
+    side: str
+    price: Number
+    size: Number
+    bsp_liability: Number
+    placed_date: datetime
+    size_matched: Number
+    size_remaining: Number
+    size_lapsed: Number
+    size_cancelled: Number
+    size_voided: Number
+    customer_order_ref: str | None = None
+
+
+class Runner(Reply, kw_only=True):
+    selection_id: int
+    handicap: Number
+    status: str
+    ex: ExchangePrices | None = None
+    orders: list[Order] | None = None
+
+
+class MarketBook(Reply, kw_only=True):
+    market_id: str
+    is_market_data_delayed: bool
+    status: str
+    bet_delay: int
+    bsp_reconciled: bool
+    complete: bool
+    inplay: bool
+    number_of_winners: int
+    number_of_runners: int
+    number_of_active_runners: int
+    cross_matching: bool
+    runners_voidable: bool
+    version: int
+    runners: list[Runner]
+
+
+# --------------------------------------------------------------------------
+# Betting: orders
+
+
+class LimitOrder(Request, frozen=True, kw_only=True):
+    size: Number
+    price: Number
+    persistence_type: PersistenceType = "LAPSE"
+    time_in_force: Literal["FILL_OR_KILL"] | None = None
+    min_fill_size: Number | None = None
+
+
+class PlaceInstruction(Request, frozen=True, kw_only=True):
+    order_type: Literal["LIMIT"]
+    selection_id: int
+    side: Side
+    limit_order: LimitOrder
+    handicap: Number | None = None
+    customer_order_ref: Ref | None = None
+
+
+class MarketVersion(Request, frozen=True, kw_only=True):
+    version: int
+
+
+class PlaceOrdersParams(Request, frozen=True, kw_only=True):
+    market_id: Id
+    instructions: Annotated[list[PlaceInstruction], Meta(max_length=1000)]
+    customer_ref: Ref | None = None
+    market_version: MarketVersion | None = None
+    customer_strategy_ref: Annotated[str, Meta(max_length=15)] | None = None
+
+
+class CancelInstruction(Request, frozen=True, kw_only=True):
+    bet_id: Id
+    size_reduction: Number | None = None
+
+
+class CancelOrdersParams(Request, frozen=True, kw_only=True):
+    market_id: Id | None = None
+    instructions: Annotated[list[CancelInstruction], Meta(max_length=1000)] = []
+    customer_ref: Ref | None = None
+
+
+class ReplaceInstruction(Request, frozen=True, kw_only=True):
+    bet_id: Id
+    new_price: Number
+
+
+class ReplaceOrdersParams(Request, frozen=True, kw_only=True):
+    market_id: Id
+    instructions: Annotated[list[ReplaceInstruction], Meta(max_length=1000)]
+    customer_ref: Ref | None = None
+    market_version: MarketVersion | None = None
+
+
+class UpdateInstruction(Request, frozen=True, kw_only=True):
+    bet_id: Id
+    new_persistence_type: PersistenceType
+
+
+class UpdateOrdersParams(Request, frozen=True, kw_only=True):
+    market_id: Id
+    instructions: Annotated[list[UpdateInstruction], Meta(max_length=1000)]
+    customer_ref: Ref | None = None
+
+
+class ListCurrentOrdersParams(Request, frozen=True, kw_only=True):
+    bet_ids: IdList | None = None
+    market_ids: IdList | None = None
+    order_projection: OrderProjection | None = None
+    customer_order_refs: IdList | None = None
+    from_record: Annotated[int, Meta(ge=0)] | None = None
+    record_count: Annotated[int, Meta(ge=0, le=1000)] | None = None
+
+
+class PlaceInstructionReport(Reply, kw_only=True):
+    status: str
+    instruction: PlaceInstruction
+    error_code: str | None = None
+    order_status: str | None = None
+    bet_id: str | None = None
+    placed_date: datetime | None = None
+    average_price_matched: Number | None = None
+    size_matched: Number | None = None
+
+
+class PlaceExecutionReport(Reply, kw_only=True):
+    status: str
+    market_id: str
+    instruction_reports: list[PlaceInstructionReport]
+    customer_ref: str | None = None
+    error_code: str | None = None
+
+
+class CancelInstructionReport(Reply, kw_only=True):
+    status: str
+    instruction: CancelInstruction | None = None
+    error_code: str | None = None
+    size_cancelled: Number | None = None
+    cancelled_date: datetime | None = None
+
+
+class CancelExecutionReport(Reply, kw_only=True):
+    status: str
+    instruction_reports: list[CancelInstructionReport]
+    market_id: str | None = None
+    customer_ref: str | None = None
+    error_code: str | None = None
+
+
+class ReplaceInstructionReport(Reply, kw_only=True):
+    status: str
+    error_code: str | None = None
+    cancel_instruction_report: CancelInstructionReport | None = None
+    place_instruction_report: PlaceInstructionReport | None = None
+
+
+class ReplaceExecutionReport(Reply, kw_only=True):
+    status: str
+    market_id: str
+    instruction_reports: list[ReplaceInstructionReport]
+    customer_ref: str | None = None
+    error_code: str | None = None
+
+
+class UpdateInstructionReport(Reply, kw_only=True):
+    status: str
+    instruction: UpdateInstruction
+    error_code: str | None = None
+
+
+class UpdateExecutionReport(Reply, kw_only=True):
+    status: str
+    market_id: str
+    instruction_reports: list[UpdateInstructionReport]
+    customer_ref: str | None = None
+    error_code: str | None = None
+
+
+class CurrentOrderSummary(Reply, kw_only=True):
+    bet_id: str
+    market_id: str
+    selection_id: int
+    handicap: Number
+    price_size: PriceSize
+    bsp_liability: Number
+    side: str
+    status: str
+    persistence_type: str
+    order_type: str
+    placed_date: datetime
+    size_matched: Number
+    size_remaining: Number
+    size_lapsed: Number
+    size_cancelled: Number
+    size_voided: Number
+    regulator_code: str
+    customer_order_ref: str | None = None
+
+
+class CurrentOrderSummaryReport(Reply, kw_only=True):
+    current_orders: list[CurrentOrderSummary]
+    more_available: bool
+
+
+# --------------------------------------------------------------------------
+# Accounts
+
+
+class GetAccountFundsParams(Request, frozen=True, kw_only=True):
+    wallet: Literal["UK"] | None = None
+
+
+class AccountFundsResponse(Reply, kw_only=True):
+    available_to_bet_balance: Number
+    exposure: Number
+    retained_commission: Number
+    exposure_limit: Number
+    discount_rate: Number
+    points_balance: int
+    wallet: str
+
+
+class LoginResponse(msgspec.Struct, kw_only=True):
+    """Betfair's interactive login reply (also keepAlive and logout)."""
+
+    token: str
+    product: str
+    status: Literal["SUCCESS", "FAIL"]
+    error: str
+
+
+# --------------------------------------------------------------------------
+# Operator (our own, same JSON-RPC conventions; OperatorAPING/v1.0/<operation>)
+
+
+class CreateEventParams(Request, frozen=True, kw_only=True):
+    event_type_id: Id
+    name: Name
+    open_date: UtcTime
+    event_type_name: Name | None = None
+    country_code: Annotated[str, Meta(min_length=2, max_length=2)] | None = None
+    timezone: Annotated[str, Meta(max_length=64)] | None = None
+
+
+class RunnerSpec(Request, frozen=True, kw_only=True):
+    runner_name: Name
+    selection_id: Annotated[int, Meta(ge=1, le=2**53)] | None = None
+    sort_priority: int | None = None
+
+
+class CreateMarketParams(Request, frozen=True, kw_only=True):
+    event_id: Id
+    market_name: Name
+    market_start_time: UtcTime
+    runners: Annotated[list[RunnerSpec], Meta(min_length=1, max_length=200)]
+    market_type: Id = "MATCH_ODDS"
+    number_of_winners: Annotated[int, Meta(ge=1)] = 1
+    min_stake: Number = Decimal("1")
+    commission_rate: Number = Decimal("0.05")
+
+
+class MarketIdParams(Request, frozen=True, kw_only=True):
+    market_id: Id
+
+
+class TurnInPlayParams(Request, frozen=True, kw_only=True):
+    market_id: Id
+    bet_delay: Annotated[int, Meta(ge=0, le=60)] = 0
+
+
+class RemoveRunnerParams(Request, frozen=True, kw_only=True):
+    market_id: Id
+    selection_id: int
+
+
+class SettleMarketParams(Request, frozen=True, kw_only=True):
+    market_id: Id
+    winners: Annotated[list[int], Meta(max_length=200)]
+    dead_heat: Annotated[list[int], Meta(max_length=200)] = []
+
+
+Username = Annotated[str, Meta(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")]
+
+
+class CreateAccountParams(Request, frozen=True, kw_only=True):
+    username: Username
+    password: Annotated[str, Meta(min_length=8, max_length=128)]
+    role: Literal["BETTOR", "OPERATOR"] = "BETTOR"
+    currency: Annotated[str, Meta(min_length=3, max_length=3)] | None = None
+    requests_per_second: Annotated[int, Meta(ge=1, le=100_000)] | None = None
+    burst: Annotated[int, Meta(ge=1, le=100_000)] | None = None
+
+
+class DepositParams(Request, frozen=True, kw_only=True):
+    username: Username
+    amount: Number
+    transaction_ref: Ref | None = None
+
+
+class UsernameParams(Request, frozen=True, kw_only=True):
+    username: Username
+
+
+class CreatedEvent(Reply, kw_only=True):
+    event_id: str
+
+
+class CreatedMarket(Reply, kw_only=True):
+    market_id: str
+    runners: list[RunnerCatalog]
+
+
+class CreatedAccount(Reply, kw_only=True):
+    account_id: str
+    username: str
+
+
+class OperatorReport(Reply, kw_only=True):
+    status: str
+    error_code: str | None = None
