@@ -48,6 +48,7 @@ from exchange.journal.records import (
 
 log = logging.getLogger(__name__)
 
+MAX_SNAPSHOT_BYTES = 48 * 1024 * 1024   # the snapshots topic takes records up to 64 MB
 MAX_RECORD_BYTES = 512 * 1024   # per Kafka record; the broker's message.max.bytes is ~1 MB
 
 
@@ -89,6 +90,7 @@ async def ensure_topics(config: JournalConfig) -> None:
         if config.snapshots_topic not in existing:
             wanted.append(NewTopic(config.snapshots_topic, config.partitions, 1,
                                    topic_configs={"cleanup.policy": "compact",
+                                                  "max.message.bytes": str(64 * 1024 * 1024),
                                                   "min.compaction.lag.ms": "0",
                                                   "segment.ms": "600000"}))
         if wanted:
@@ -155,7 +157,7 @@ class Journal:
             acks="all",
             linger_ms=0,
             max_batch_size=256 * 1024,
-            max_request_size=4 * 1024 * 1024,
+            max_request_size=64 * 1024 * 1024,
             request_timeout_ms=self.config.request_timeout_ms,
             transaction_timeout_ms=self.config.transaction_timeout_ms,
         )
@@ -271,7 +273,12 @@ class Journal:
         for aggregate_id, (_, since) in self._uncovered.items():   # oldest first
             if not force and (since > cutoff or (taken and time.perf_counter() > deadline)):
                 break
-            taken.update(self._snapshot_source((aggregate_id,)))
+            for agg, (seq, state) in self._snapshot_source((aggregate_id,)).items():
+                if len(state) <= MAX_SNAPSHOT_BYTES:
+                    taken[agg] = (seq, state)
+                else:   # stays uncovered: recovery replays its events instead (slower, still exact)
+                    log.warning("%s: snapshot of %s is %d bytes, over %d: not written", self.host_id,
+                                agg, len(state), MAX_SNAPSHOT_BYTES)
         return taken or None
 
     async def _commit(self, batch: dict[str, list], snapshots: dict[str, tuple[int, bytes]] | None) -> None:
@@ -318,14 +325,17 @@ class Journal:
                 if aggregate_id not in uncovered and not (snapshots and aggregate_id in snapshots):
                     uncovered[aggregate_id] = (offsets[index], now)
             if snapshots:
+                written = []
                 for aggregate_id, (seq, state) in snapshots.items():
                     value = batch_encoder.encode(Snapshot(aggregate_id, seq, msgspec.Raw(state)))
-                    await producer.send(cfg.snapshots_topic, value, key=aggregate_id.encode(),
-                                        partition=self.partition)
+                    written.append(await producer.send(cfg.snapshots_topic, value, key=aggregate_id.encode(),
+                                                       partition=self.partition))
                 oldest = next(iter(uncovered.values()))[0] - 1 if uncovered else self._last_events_offset
                 marker = batch_encoder.encode(Checkpoint(oldest, int(time.time() * 1000)))
-                await producer.send(cfg.snapshots_topic, marker, key=CHECKPOINT_KEY,
-                                    partition=self.partition)
+                written.append(await producer.send(cfg.snapshots_topic, marker, key=CHECKPOINT_KEY,
+                                                   partition=self.partition))
+                # a failed snapshot must fail the transaction, never commit a marker without it
+                await asyncio.gather(*written)
             await producer.commit_transaction()
         except BaseException:
             try:
@@ -391,8 +401,8 @@ async def read_records(cfg: JournalConfig, topic: str, partition: int, offset: i
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(bootstrap_servers=cfg.bootstrap, enable_auto_commit=False,
                                 isolation_level="read_committed", group_id=None,
-                                max_partition_fetch_bytes=8 * 1024 * 1024,
-                                fetch_max_bytes=32 * 1024 * 1024)
+                                max_partition_fetch_bytes=64 * 1024 * 1024,
+                                fetch_max_bytes=64 * 1024 * 1024)
     await consumer.start()
     try:
         consumer.assign([tp])

@@ -1,0 +1,1 @@
+"""PostgreSQL stores: platform data (accounts, sessions, catalogue) in platform.py."""
