@@ -1,0 +1,337 @@
+"""API-NG over HTTP end to end: the Serve app on the real Ray cluster, Kafka and PostgreSQL.
+
+Every request goes through the Serve proxy as a client would send it (httpx); money
+and orders go through the real hosts, accounts and sessions through PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tests.e2e.conftest import APP_KEY, Api
+
+pytestmark = pytest.mark.stack
+
+
+def eventually(check, timeout: float = 10.0):
+    """Polls ``check`` until it returns a truthy value (wallet reports arrive after the reply)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def aping_error(response) -> tuple[int, str, str]:
+    """(JSON-RPC code, APINGException errorCode, errorDetails) of an error reply."""
+    error = response.json()["error"]
+    data = error.get("data") or {}
+    exc = data.get(data.get("exceptionname", ""), {})
+    return error["code"], exc.get("errorCode"), exc.get("errorDetails", error["message"])
+
+
+def new_market(operator: Api, runners=("Home", "Away", "Draw")) -> str:
+    start = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    event = operator.operator("createEvent", eventTypeId="1", eventTypeName="Soccer",
+                              name=f"E2E {uuid.uuid4().hex[:6]}", countryCode="US", openDate=start)
+    market = operator.operator("createMarket", eventId=event["eventId"], marketName="Match Odds",
+                               marketStartTime=start, runners=[{"runnerName": r} for r in runners])
+    assert operator.operator("openMarket", marketId=market["marketId"])["status"] == "SUCCESS"
+    return market["marketId"]
+
+
+def limit(selection: int, side: str, price, size, **extra) -> dict:
+    return {"orderType": "LIMIT", "selectionId": selection, "side": side,
+            "limitOrder": {"size": size, "price": price, **extra}}
+
+
+def funds(client: Api) -> dict:
+    return client.account("getAccountFunds")
+
+
+# ---------------------------------------------------------------- documents and login
+
+
+def test_openapi_document_is_served_and_generated_from_the_types(api_app, new_client):
+    doc = new_client().http.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    assert {"/exchange/betting/json-rpc/v1", "/exchange/account/json-rpc/v1", "/api/login"} <= set(doc["paths"])
+    place = doc["components"]["schemas"]["PlaceInstruction"]
+    assert place["additionalProperties"] is False and "limitOrder" in place["properties"]
+    methods = {r["properties"]["method"]["const"] for r in
+               doc["paths"]["/exchange/betting/json-rpc/v1"]["post"]["requestBody"]["content"]
+               ["application/json"]["schema"]["oneOf"]}
+    assert "SportsAPING/v1.0/placeOrders" in methods and "SportsAPING/v1.0/listMarketBook" in methods
+
+
+def test_login_keep_alive_and_logout(bettor):
+    client = bettor(funds=None)
+    token = client.token
+    alive = client.http.post("/api/keepAlive", headers=client.headers()).json()
+    assert alive == {"token": token, "product": APP_KEY, "status": "SUCCESS", "error": ""}
+    assert funds(client)["availableToBetBalance"] == 0
+    assert client.http.post("/api/logout", headers=client.headers()).json()["status"] == "SUCCESS"
+    code, error, _ = aping_error(client.rpc("account", "AccountAPING/v1.0/getAccountFunds", {}))
+    assert (code, error) == (-32099, "INVALID_SESSION_INFORMATION")
+
+
+def test_bettor_routes_refuse_requests_without_valid_credentials(api_app, bettor, new_client):
+    anonymous = new_client()
+    call = ("betting", "SportsAPING/v1.0/listEventTypes", {"filter": {}})
+    assert aping_error(anonymous.rpc(*call))[1] == "NO_SESSION"
+    anonymous.app_key = ""
+    assert aping_error(anonymous.rpc(*call))[1] == "NO_APP_KEY"
+    anonymous.app_key, anonymous.token = APP_KEY, "not-a-token"
+    assert aping_error(anonymous.rpc(*call))[1] == "INVALID_SESSION_INFORMATION"
+    client = bettor(funds=None)
+    client.app_key = "another-app"
+    assert aping_error(client.rpc(*call))[1] == "INVALID_APP_KEY"
+    message = client.rpc("account", "AccountAPING/v1.0/getAccountFunds", {}).json()["error"]["message"]
+    assert message == "AANGX-0007"          # account API errors are AccountAPINGException
+
+
+def test_an_expired_session_is_refused(api_app, operator, new_client):
+    import asyncio
+
+    import asyncpg
+
+    client = new_client()
+    username = f"x{uuid.uuid4().hex[:8]}"
+    operator.operator("createAccount", username=username, password="bettor-pass-1")
+    assert client.login(username, "bettor-pass-1")["status"] == "SUCCESS"
+
+    async def expire():
+        con = await asyncpg.connect(api_app["dsn"])
+        await con.execute(f"UPDATE {api_app['schema']}.sessions SET expires_at = now() - interval '1 second' "
+                          f"WHERE account_id = (SELECT account_id FROM {api_app['schema']}.accounts "
+                          f"WHERE username = $1)", username)
+        await con.close()
+
+    asyncio.run(expire())
+    assert aping_error(client.rpc("account", "AccountAPING/v1.0/getAccountFunds", {}))[1] == \
+        "INVALID_SESSION_INFORMATION"
+    assert client.http.post("/api/keepAlive", headers=client.headers()).json()["error"] == "NO_SESSION"
+
+
+def test_three_failed_logins_lock_the_account_until_an_operator_unlocks_it(bettor, operator, new_client):
+    owner = bettor(funds=None)
+    thief = new_client()
+    errors = [thief.login(owner.username, "wrong-password")["error"] for _ in range(3)]
+    assert errors == ["INVALID_USERNAME_OR_PASSWORD", "INVALID_USERNAME_OR_PASSWORD", "ACCOUNT_NOW_LOCKED"]
+    assert thief.login(owner.username, "bettor-pass-1")["error"] == "ACCOUNT_ALREADY_LOCKED"
+    assert new_client().login("nobody-at-all", "whatever-pass")["error"] == "INVALID_USERNAME_OR_PASSWORD"
+    assert operator.operator("unlockAccount", username=owner.username)["status"] == "SUCCESS"
+    assert new_client().login(owner.username, "bettor-pass-1")["status"] == "SUCCESS"
+
+
+def test_login_refuses_unknown_form_fields_and_missing_app_key(bettor, new_client):
+    client = new_client()
+    reply = client.http.post("/api/login", data={"username": "a", "password": "b", "extra": "c"},
+                             headers={"X-Application": APP_KEY, "X-Forwarded-For": client.ip}).json()
+    assert reply["status"] == "FAIL" and reply["error"] == "INPUT_VALIDATION_ERROR"
+    reply = client.http.post("/api/login", data={"username": "a", "password": "b"},
+                             headers={"X-Forwarded-For": client.ip}).json()
+    assert reply["error"] == "NO_APP_KEY"
+
+
+# ---------------------------------------------------------------- limits
+
+
+def test_a_client_ip_over_its_rate_gets_too_many_requests(api_app, new_client):
+    noisy, quiet = new_client(), new_client()
+    replies = [noisy.rpc("betting", "SportsAPING/v1.0/listEventTypes", {"filter": {}}) for _ in range(80)]
+    refused = [r for r in replies if r.status_code == 429]
+    assert refused, "the per-IP bucket (burst 60) never refused"
+    assert aping_error(refused[0])[:2] == (-32099, "TOO_MANY_REQUESTS")
+    assert int(refused[0].headers["Retry-After"]) >= 1
+    assert quiet.rpc("betting", "SportsAPING/v1.0/listEventTypes", {"filter": {}}).status_code == 200
+
+
+def test_an_account_over_its_rate_gets_too_many_requests(bettor):
+    client = bettor(funds="10", requestsPerSecond=1, burst=3)
+    replies = [client.rpc("account", "AccountAPING/v1.0/getAccountFunds", {}) for _ in range(6)]
+    codes = [r.status_code for r in replies]
+    assert codes[:3] == [200, 200, 200] and 429 in codes[3:], codes
+    assert aping_error(replies[-1])[1] == "TOO_MANY_REQUESTS"
+
+
+def test_a_body_over_the_size_limit_is_refused(bettor):
+    client = bettor(funds=None)
+    padding = "x" * (70 * 1024)
+    reply = client.post("/exchange/betting/json-rpc/v1",
+                        '{"jsonrpc": "2.0", "method": "SportsAPING/v1.0/listEventTypes", '
+                        f'"params": {{"filter": {{"textQuery": "{padding}"}}}}, "id": 1}}')
+    assert reply.status_code == 413
+    assert aping_error(reply)[1] == "REQUEST_SIZE_EXCEEDS_LIMIT"
+
+
+# ---------------------------------------------------------------- validation
+
+
+def test_unknown_fields_and_wrong_types_are_refused_naming_the_field(bettor, operator):
+    client = bettor(funds="10")
+    market = new_market(operator)
+    bad = limit(1, "BACK", 2.0, 2)
+    bad["limitOrder"]["stake"] = 5
+    code, error, details = aping_error(client.rpc("betting", "SportsAPING/v1.0/placeOrders",
+                                                  {"marketId": market, "instructions": [bad]}))
+    assert (code, error) == (-32602, "INVALID_INPUT_DATA")
+    assert "unknown field `stake`" in details and "$.params.instructions[0].limitOrder" in details
+    code, _, details = aping_error(client.rpc("betting", "SportsAPING/v1.0/placeOrders",
+                                              {"marketId": market, "instructions": [limit("1", "BACK", 2.0, 2)]}))
+    assert code == -32602 and "Expected `int`, got `str` - at `$.params.instructions[0].selectionId`" in details
+    code, _, details = aping_error(client.rpc("betting", "SportsAPING/v1.0/placeOrders",
+                                              {"marketId": market, "instructions": [limit(1, "BACKK", 2.0, 2)]}))
+    assert code == -32602 and "$.params.instructions[0].side" in details
+    code, _, details = aping_error(client.rpc("betting", "SportsAPING/v1.0/listMarketBook", {"marketIds": []}))
+    assert code == -32602 and "$.params.marketIds" in details
+    code, _, details = aping_error(client.rpc("betting", "SportsAPING/v1.0/listEvents", {"filter": {}, "x": 1}))
+    assert code == -32602 and "unknown field `x`" in details
+    body = client.post("/exchange/betting/json-rpc/v1", b'{"jsonrpc": "2.0", "method": ').json()
+    assert body["error"]["code"] == -32700
+    body = client.rpc("betting", "SportsAPING/v1.0/placeBets", {}).json()
+    assert body["error"]["code"] == -32601
+    body = client.post("/exchange/betting/json-rpc/v1", {"jsonrpc": "2.0", "method": "x", "extra": 1}).json()
+    assert body["error"]["code"] == -32600 and "unknown field `extra`" in body["error"]["message"]
+    assert client.account("getAccountFunds")["availableToBetBalance"] == 10       # nothing was placed
+
+
+def test_operator_routes_need_the_operator_role(bettor):
+    client = bettor(funds=None)
+    code, error, _ = aping_error(client.rpc("operator", "OperatorAPING/v1.0/deposit",
+                                            {"username": client.username, "amount": 1000}))
+    assert (code, error) == (-32099, "ACCESS_DENIED")
+    assert funds(client)["availableToBetBalance"] == 0
+
+
+# ---------------------------------------------------------------- trading
+
+
+def test_prices_and_sizes_convert_exactly_at_the_edge(bettor, operator):
+    client = bettor(funds="50")
+    market = new_market(operator)
+    report = client.betting("placeOrders", marketId=market, instructions=[
+        limit(1, "BACK", 1.01, 2.5), limit(1, "BACK", 3.01, 2), limit(2, "BACK", 2.0, 2.555),
+        limit(3, "LAY", 1000, 0.01)])
+    codes = [r.get("errorCode") for r in report["instructionReports"]]
+    assert codes == [None, "INVALID_ODDS", "INVALID_BET_SIZE", "INVALID_BET_SIZE"]
+    assert report["status"] == "PROCESSED_WITH_ERRORS"
+    book = client.betting("listMarketBook", marketIds=[market], priceProjection={"priceData": ["EX_BEST_OFFERS"]})
+    assert book[0]["runners"][0]["ex"]["availableToLay"] == [{"price": 1.01, "size": 2.5}]
+    assert eventually(lambda: funds(client)["availableToBetBalance"] == 47.5)
+
+
+def test_a_trading_day(bettor, operator):
+    alice, bob = bettor(funds="100"), bettor(funds="100")
+    market = new_market(operator)
+
+    # the catalogue
+    types = alice.betting("listEventTypes", filter={"marketIds": [market]})
+    assert types == [{"eventType": {"id": "1", "name": "Soccer"}, "marketCount": 1}]
+    events = alice.betting("listEvents", filter={"marketIds": [market]})
+    assert len(events) == 1 and events[0]["marketCount"] == 1
+    catalogue = alice.betting("listMarketCatalogue", filter={"eventIds": [events[0]["event"]["id"]]},
+                              maxResults=10, marketProjection=["RUNNER_DESCRIPTION", "EVENT", "MARKET_START_TIME"])
+    assert [r["runnerName"] for r in catalogue[0]["runners"]] == ["Home", "Away", "Draw"]
+    assert [r["selectionId"] for r in catalogue[0]["runners"]] == [1, 2, 3]
+
+    # bob lays 10 at 3.0 on Home; alice backs 4 of it
+    lay = bob.betting("placeOrders", marketId=market, instructions=[limit(1, "LAY", 3.0, 10)])
+    assert lay["status"] == "SUCCESS" and lay["instructionReports"][0]["orderStatus"] == "EXECUTABLE"
+    book = alice.betting("listMarketBook", marketIds=[market],
+                         priceProjection={"priceData": ["EX_BEST_OFFERS"],
+                                          "exBestOffersOverrides": {"bestPricesDepth": 1}})
+    assert book[0]["status"] == "OPEN"
+    assert book[0]["runners"][0]["ex"]["availableToBack"] == [{"price": 3.0, "size": 10.0}]
+    back = alice.betting("placeOrders", marketId=market, customerRef="day-1",
+                         instructions=[limit(1, "BACK", 3.0, 4, persistenceType="PERSIST")])
+    report = back["instructionReports"][0]
+    assert back["status"] == "SUCCESS" and report["sizeMatched"] == 4 and report["orderStatus"] == "EXECUTION_COMPLETE"
+    again = alice.betting("placeOrders", marketId=market, customerRef="day-1",
+                          instructions=[limit(1, "BACK", 3.0, 4)])
+    assert again["status"] == "FAILURE" and again["errorCode"] == "DUPLICATE_TRANSACTION"
+    assert eventually(lambda: funds(alice) == {
+        "availableToBetBalance": 96, "exposure": -4, "retainedCommission": 0, "exposureLimit": -10_000_000_000,
+        "discountRate": 0, "pointsBalance": 0, "wallet": "UK"})
+
+    # bob moves the rest of his lay to 3.5 and makes it persist
+    bet = lay["instructionReports"][0]["betId"]
+    replaced = bob.betting("replaceOrders", marketId=market, instructions=[{"betId": bet, "newPrice": 3.5}])
+    assert replaced["status"] == "SUCCESS", replaced
+    r = replaced["instructionReports"][0]
+    assert r["cancelInstructionReport"]["sizeCancelled"] == 6
+    new_bet = r["placeInstructionReport"]["betId"]
+    assert new_bet != bet and r["placeInstructionReport"]["instruction"]["limitOrder"]["price"] == 3.5
+    updated = bob.betting("updateOrders", marketId=market,
+                          instructions=[{"betId": new_bet, "newPersistenceType": "PERSIST"}])
+    assert updated["status"] == "SUCCESS"
+    orders = bob.betting("listCurrentOrders", marketIds=[market])
+    assert orders["moreAvailable"] is False
+    [order] = orders["currentOrders"]
+    assert (order["betId"], order["priceSize"], order["sizeRemaining"], order["persistenceType"]) == \
+        (new_bet, {"price": 3.5, "size": 6}, 6, "PERSIST")
+    # matched lay 4 at 3.0 (-8 if Home wins) + unmatched lay 6 at 3.5 (-15): exposure 23
+    assert eventually(lambda: funds(bob)["exposure"] == -23 and funds(bob)["availableToBetBalance"] == 77)
+
+    # alice backs Away and cancels it in two steps
+    placed = alice.betting("placeOrders", marketId=market, instructions=[limit(2, "BACK", 4.0, 2)])
+    away = placed["instructionReports"][0]["betId"]
+    part = alice.betting("cancelOrders", marketId=market, instructions=[{"betId": away, "sizeReduction": 0.5}])
+    assert part["status"] == "SUCCESS" and part["instructionReports"][0]["sizeCancelled"] == 0.5
+    rest = alice.betting("cancelOrders", marketId=market)
+    assert rest["status"] == "SUCCESS" and [r["sizeCancelled"] for r in rest["instructionReports"]] == [1.5]
+
+    # bob cancels everything he has anywhere; the operator settles: Home won
+    everything = bob.betting("cancelOrders")
+    assert [r["instruction"]["betId"] for r in everything["instructionReports"]] == [new_bet]
+    assert bob.betting("listCurrentOrders")["currentOrders"] == []
+    assert operator.operator("settleMarket", marketId=market, winners=[1])["status"] == "SUCCESS"
+    book = alice.betting("listMarketBook", marketIds=[market])
+    assert book[0]["status"] == "CLOSED"
+    # alice wins 4 x 2.0 = 8 less 5% commission (0.40); bob loses 8
+    assert funds(alice)["availableToBetBalance"] == 107.6 and funds(alice)["exposure"] == 0
+    assert funds(bob)["availableToBetBalance"] == 92 and funds(bob)["exposure"] == 0
+
+
+def test_insufficient_funds_and_a_suspended_market_are_refused_in_api_ng_codes(bettor, operator):
+    client = bettor(funds="5")
+    market = new_market(operator)
+    report = client.betting("placeOrders", marketId=market, instructions=[limit(1, "LAY", 5.0, 2)])  # liability 8
+    assert (report["status"], report["errorCode"]) == ("FAILURE", "INSUFFICIENT_FUNDS")
+    assert operator.operator("suspendMarket", marketId=market)["status"] == "SUCCESS"
+    report = client.betting("placeOrders", marketId=market, instructions=[limit(1, "BACK", 2.0, 1)])
+    assert report["instructionReports"][0]["errorCode"] == "MARKET_SUSPENDED"
+    report = client.betting("placeOrders", marketId="1.999999999", instructions=[limit(1, "BACK", 2.0, 1)])
+    assert report["errorCode"] == "INVALID_MARKET_ID"
+
+
+def test_one_bettor_can_neither_see_nor_touch_anothers_orders(bettor, operator):
+    carol, mallory = bettor(funds="100"), bettor(funds="100")
+    market = new_market(operator)
+    placed = carol.betting("placeOrders", marketId=market,
+                           instructions=[limit(2, "LAY", 2.0, 10, persistenceType="PERSIST")])
+    bet = placed["instructionReports"][0]["betId"]
+
+    assert mallory.betting("listCurrentOrders")["currentOrders"] == []
+    assert mallory.betting("listCurrentOrders", betIds=[bet])["currentOrders"] == []
+    book = mallory.betting("listMarketBook", marketIds=[market], orderProjection="ALL")
+    assert all(r["orders"] == [] for r in book[0]["runners"])
+    cancel = mallory.betting("cancelOrders", marketId=market, instructions=[{"betId": bet}])
+    assert cancel["status"] == "FAILURE" and cancel["instructionReports"][0]["errorCode"] == "BET_TAKEN_OR_LAPSED"
+    replace = mallory.betting("replaceOrders", marketId=market, instructions=[{"betId": bet, "newPrice": 3.0}])
+    assert replace["status"] == "FAILURE"
+    update = mallory.betting("updateOrders", marketId=market,
+                             instructions=[{"betId": bet, "newPersistenceType": "LAPSE"}])
+    assert update["status"] == "FAILURE"
+    assert mallory.betting("cancelOrders")["instructionReports"] == []
+    assert mallory.betting("cancelOrders", marketId=market)["instructionReports"] == []
+
+    [order] = carol.betting("listCurrentOrders")["currentOrders"]
+    assert (order["betId"], order["sizeRemaining"], order["persistenceType"]) == (bet, 10, "PERSIST")
+    book = carol.betting("listMarketBook", marketIds=[market], orderProjection="EXECUTABLE")
+    assert [o["betId"] for o in book[0]["runners"][1]["orders"]] == [bet]
