@@ -44,8 +44,9 @@ from actors.wire import pack_batch, unpack_results
 class _Batcher:
     """Collects calls to one actor method; sends them as one call per loop turn."""
 
-    def __init__(self, method, max_batch: int = 1000, packed: bool = False):
+    def __init__(self, method, max_batch: int = 1000, packed: bool = False, timeout_s: float | None = None):
         self.method = method
+        self.timeout_s = timeout_s
         self.packed = packed          # the method takes and returns msgpack (actors/wire.py)
         self.max_batch = max_batch
         self.items: list = []
@@ -75,9 +76,11 @@ class _Batcher:
         try:
             columns = [list(c) for c in zip(*items)]
             if self.packed:
-                results = unpack_results(await self.method.remote(pack_batch(*columns)))
+                ref = self.method.remote(pack_batch(*columns))
             else:
-                results = await self.method.remote(*columns)
+                ref = self.method.remote(*columns)
+            reply = await asyncio.wait_for(_awaited(ref), self.timeout_s)
+            results = unpack_results(reply) if self.packed else reply
         except Exception as exc:
             for f in futures:
                 if not f.done():
@@ -86,6 +89,20 @@ class _Batcher:
         for f, r in zip(futures, results):
             if not f.done():
                 f.set_result(r)
+
+
+async def _awaited(ref):
+    return await ref
+
+
+def host_unavailable(exc: BaseException) -> bool:
+    """True when a call failed because its host is away (dead, restarting, its node
+    lost, its journal failed) rather than because of what was asked."""
+    from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
+
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, RayActorError, ActorUnavailableError)):
+        return True
+    return isinstance(exc, RayTaskError) and "JournalFailed" in str(exc)
 
 
 @dataclass(frozen=True)
@@ -99,9 +116,11 @@ class Hosts:
 
 
 class Gateway:
-    def __init__(self, hosts: Hosts, reservation_ttl_ms: int = RESERVATION_TTL_MS):
+    def __init__(self, hosts: Hosts, reservation_ttl_ms: int = RESERVATION_TTL_MS,
+                 call_timeout_s: float = 10.0):
         self.hosts = hosts
         self.ttl = reservation_ttl_ms
+        self.call_timeout_s = call_timeout_s
         self._handles: dict[tuple[str, int], object] = {}
         self._batchers: dict[tuple[str, int, str], _Batcher] = {}
 
@@ -124,7 +143,7 @@ class Gateway:
         b = self._batchers.get(key)
         if b is None:
             b = self._batchers[key] = _Batcher(getattr(self.handle(kind, index), f"{method}_packed"),
-                                               packed=True)
+                                               packed=True, timeout_s=self.call_timeout_s)
         return b.submit(*item)
 
     def forget(self) -> None:
@@ -134,9 +153,16 @@ class Gateway:
 
     # ---------------------------------------------------------------- wallets
 
-    async def wallet(self, cmd) -> CommandResult:
+    async def wallet(self, cmd, unavailable: str = "SERVICE_UNAVAILABLE") -> CommandResult:
+        """A wallet command; a wallet host that is away answers `unavailable` (outcome
+        unknown for a command in flight: retry with the same command id)."""
         index = host_index(cmd.wallet_id, self.hosts.wallet_hosts)
-        return await self._batched("wallet", index, "execute", cmd)
+        try:
+            return await self._batched("wallet", index, "execute", cmd)
+        except Exception as exc:
+            if not host_unavailable(exc):
+                raise
+            return _refused(cmd, unavailable)
 
     async def deposit(self, player_id: str, amount: int, command_id: str | None = None) -> CommandResult:
         return await self.wallet(Deposit(command_id=command_id or uuid.uuid4().hex,
@@ -158,8 +184,26 @@ class Gateway:
     # ---------------------------------------------------------------- markets
 
     async def market(self, cmd, reservation: str | None = None, deadline: int | None = None) -> CommandResult:
+        """A market command; a market host that is away (its node lost, restarting) makes
+        the market SUSPENDED for bettors: MARKET_SUSPENDED, outcome unknown if in flight."""
         index = host_index(cmd.market_id, self.hosts.market_hosts)
-        return await self._batched("market", index, "execute", cmd, reservation, deadline)
+        try:
+            return await self._batched("market", index, "execute", cmd, reservation, deadline)
+        except Exception as exc:
+            if not host_unavailable(exc):
+                raise
+            return _refused(cmd, codes.MARKET_SUSPENDED)
+
+    async def market_status(self, market_id: str, timeout_s: float = 2.0) -> str:
+        """The market's status as bettors see it: SUSPENDED while its host is away."""
+        try:
+            view = await asyncio.wait_for(_awaited(self.market_host(market_id).market_view.remote(market_id)),
+                                          timeout_s)
+        except Exception as exc:
+            if not host_unavailable(exc):
+                raise
+            return "SUSPENDED"
+        return view["status"] if view is not None else "UNKNOWN"
 
     async def place_orders(self, cmd: PlaceOrders) -> CommandResult:
         amount = 0
@@ -183,7 +227,8 @@ class Gateway:
     async def _reserve_then(self, cmd, amount: int) -> CommandResult:
         reservation = cmd.command_id
         reserved = await self.wallet(ReserveExposure(command_id=reservation, wallet_id=cmd.player_id,
-                                                     market_id=cmd.market_id, amount=amount))
+                                                     market_id=cmd.market_id, amount=amount),
+                                     unavailable=codes.MARKET_SUSPENDED)
         if reserved.status != "SUCCESS":
             return _refused(cmd, reserved.error_code or codes.INSUFFICIENT_FUNDS)
         return await self.market(cmd, reservation, now_ms() + self.ttl)
@@ -244,4 +289,4 @@ class Gateway:
 def _refused(cmd, code: str) -> CommandResult:
     return CommandResult(command_id=cmd.command_id, status=FAILURE, error_code=code,
                          reports=[InstructionReport(index=i, status=FAILURE, error_code=code)
-                                  for i in range(len(cmd.instructions))])
+                                  for i in range(len(getattr(cmd, "instructions", ())))])

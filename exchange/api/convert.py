@@ -237,5 +237,5 @@ def balances_to_funds(balance: dict | None) -> wire.AccountFundsResponse:
     return wire.AccountFundsResponse(
         available_to_bet_balance=minor_to_units(balance["available"]),
         exposure=minor_to_units(-(balance["exposure"] + balance["reserved"])),
-        retained_commission=ZERO, exposure_limit=minor_to_units(-10**12), discount_rate=ZERO,
+        retained_commission=ZERO, discount_rate=ZERO,
         points_balance=0, wallet="UK")

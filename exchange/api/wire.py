@@ -31,8 +31,9 @@ OrderProjection = Literal["ALL", "EXECUTABLE", "EXECUTION_COMPLETE"]
 IdList = Annotated[list[Id], Meta(max_length=1000)]
 
 
-class Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"):
-    """Base of request bodies: unknown fields are refused."""
+class Request(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel",
+              omit_defaults=True):
+    """Base of request bodies: unknown fields are refused (echoed in reports without defaults)."""
 
 
 class Reply(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
@@ -427,10 +428,10 @@ class AccountFundsResponse(Reply, kw_only=True):
     available_to_bet_balance: Number
     exposure: Number
     retained_commission: Number
-    exposure_limit: Number
     discount_rate: Number
     points_balance: int
     wallet: str
+    exposure_limit: Number | None = None
 
 
 class LoginResponse(msgspec.Struct, kw_only=True):
