@@ -54,6 +54,7 @@ APING_CODES = {
 }
 APING_ERROR = -32099
 PARSE_ERROR = -32700
+MAX_INSTRUCTIONS = 200          # API-NG's limit per placeOrders
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
@@ -214,6 +215,7 @@ class BetIngress:
             body = await self.read_body(request, self.s.max_body_bytes)
             caller = await self.authenticate(request)
             wait = self.account_limits.take(caller.account_id, rate=caller.rate, burst=caller.burst)
+            # (an account's own rate and burst are per replica too: Caller holds them divided)
             if wait:
                 raise Refusal("TOO_MANY_REQUESTS", "too many requests for this account", 429, wait)
             if path == OPERATOR and caller.role != "OPERATOR":
@@ -284,8 +286,10 @@ class BetIngress:
                 self.sessions.pop(token, None)
                 raise Refusal("INVALID_SESSION_INFORMATION", "the session token is invalid or expired")
             account, expires_at, session_app_key = found
+            n = max(1, self.s.num_replicas)
             caller = Caller(account.account_id, account.username, account.role,
-                            account.requests_per_second, account.burst)
+                            account.requests_per_second / n if account.requests_per_second else None,
+                            account.burst / n if account.burst else None)
             until = min(now + self.s.session_cache_s, now + (expires_at - _now()).total_seconds())
             if len(self.sessions) > 100_000:
                 self.sessions.clear()
@@ -428,8 +432,10 @@ class BetIngress:
         from exchange.domain import codes
 
         count = len(p.instructions)
-        if not 0 < count <= 200:
-            code = codes.TOO_MANY_INSTRUCTIONS if count else "INVALID_INPUT_DATA"
+        if not count:
+            raise Refusal("INVALID_INPUT_DATA", "instructions: at least one - at `$.params.instructions`")
+        if count > MAX_INSTRUCTIONS:
+            code = codes.TOO_MANY_INSTRUCTIONS
             return wire.PlaceExecutionReport(
                 status="FAILURE", error_code=code, market_id=p.market_id, customer_ref=p.customer_ref,
                 instruction_reports=[wire.PlaceInstructionReport(status="FAILURE", instruction=i,
@@ -510,9 +516,7 @@ class BetIngress:
                     reports.append(wire.CancelInstructionReport(
                         status="SUCCESS", instruction=ins, size_cancelled=convert.minor_to_units(size),
                         cancelled_date=now))
-            if any(b is None for b in bets) and error is None:
-                status, error = "FAILURE", "PROCESSED_WITH_ERRORS"
-            elif any(b is None for b in bets) and len(bets) == 1:
+            if bets == [None]:
                 error = convert.INVALID_BET_ID
         return wire.CancelExecutionReport(status=status, error_code=error, market_id=p.market_id,
                                           customer_ref=p.customer_ref, instruction_reports=reports)
