@@ -67,7 +67,7 @@ class Settings:
     jurisdiction: str
     kafka_bootstrap: str
     postgres_dsn: str
-    db_schema: str = "exchange"
+    db_schema: str = "platform"
     market_hosts: int = 1
     wallet_hosts: int = 1
     namespace: str = "exchange"
@@ -644,6 +644,7 @@ class BetIngress:
         return wire.CreatedEvent(event_id=event_id)
 
     async def create_market(self, caller: Caller, p: wire.CreateMarketParams):
+        from exchange.domain import codes
         from exchange.domain.messages import DefineMarket
 
         store = await self.platform()
@@ -660,10 +661,15 @@ class BetIngress:
         commission_bp = convert.rate_to_bp(p.commission_rate)
         if min_stake is None or min_stake < 1 or commission_bp is None:
             raise Refusal("INVALID_INPUT_DATA", "minStake: positive, two decimals; commissionRate: 0..1 in bp")
-        market_id = f"1.{await store.next_id()}"
-        result = await self.gateway.operate(DefineMarket(
-            command_id=uuid.uuid4().hex, market_id=market_id, runners=ids,
-            number_of_winners=p.number_of_winners, min_stake=min_stake, commission_rate_bp=commission_bp))
+        for _ in range(5):
+            market_id = f"1.{await store.next_id()}"
+            result = await self.gateway.operate(DefineMarket(
+                command_id=uuid.uuid4().hex, market_id=market_id, runners=ids,
+                number_of_winners=p.number_of_winners, min_stake=min_stake, commission_rate_bp=commission_bp))
+            # INVALID_MARKET_STATE: the journal already has this id (a catalogue wiped without
+            # its Kafka topics): take the next id.
+            if result.error_code != codes.INVALID_MARKET_STATE:
+                break
         if result.status != "SUCCESS":
             raise Refusal("INVALID_INPUT_DATA", f"the market was refused: {result.error_code}")
         runners = [(sid, r.runner_name, r.sort_priority if r.sort_priority is not None else i + 1)

@@ -69,7 +69,7 @@ class _Client:
         return reply["result"]
 
 
-def seed(base: str, dsn: str, schema: str = "exchange", jurisdiction: str = "us-nj",
+def seed(base: str, dsn: str, schema: str = "platform", jurisdiction: str = "us-nj",
          currency: str = "USD") -> dict:
     from exchange.storage.platform import PlatformStore
 
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default=os.environ.get("EXCHANGE_API_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--schema", default="exchange")
+    parser.add_argument("--schema", default="platform")
     parser.add_argument("--jurisdiction", default="us-nj")
     args = parser.parse_args(argv)
     dsn = os.environ.get("EXCHANGE_POSTGRES_DSN") or _stack_env().get("EXCHANGE_POSTGRES_DSN")

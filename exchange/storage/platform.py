@@ -117,7 +117,7 @@ class PlatformStore:
         self.s = schema
 
     @classmethod
-    async def connect(cls, dsn: str, schema: str = "exchange", min_size: int = 1,
+    async def connect(cls, dsn: str, schema: str = "platform", min_size: int = 1,
                       max_size: int = 4) -> "PlatformStore":
         if not _SCHEMA_NAME.match(schema):
             raise ValueError(f"not a schema name: {schema!r}")

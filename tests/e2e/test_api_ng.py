@@ -318,6 +318,11 @@ def test_insufficient_funds_and_a_suspended_market_are_refused_in_api_ng_codes(b
     assert report["instructionReports"][0]["errorCode"] == "MARKET_SUSPENDED"
     report = client.betting("placeOrders", marketId="1.999999999", instructions=[limit(1, "BACK", 2.0, 1)])
     assert report["errorCode"] == "INVALID_MARKET_ID"
+    report = client.betting("placeOrders", marketId=market, instructions=[limit(1, "BACK", 2.0, 1)] * 201)
+    assert (report["status"], report["errorCode"]) == ("FAILURE", "TOO_MANY_INSTRUCTIONS")
+    code, error, _ = aping_error(client.rpc("betting", "SportsAPING/v1.0/placeOrders",
+                                            {"marketId": market, "instructions": []}))
+    assert (code, error) == (-32099, "INVALID_INPUT_DATA")
 
 
 def test_one_bettor_can_neither_see_nor_touch_anothers_orders(bettor, operator):
