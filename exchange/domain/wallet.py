@@ -49,6 +49,28 @@ from .messages import (
 MAX_AMOUNT = 10**15  # minor units; anything larger is a typo or an attack
 
 
+class _Empty(dict):
+    """The shared, read-only empty mapping of every wallet that has not needed its own.
+
+    A million idle wallets would otherwise hold three million empty dicts: each wallet
+    gets a real dict on its first write. Pickled by reference (snapshots stay small).
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return "EMPTY"
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("the shared empty mapping is read-only")
+
+    __setitem__ = __delitem__ = pop = popitem = setdefault = update = clear = _read_only
+
+
+EMPTY = _Empty()
+NONE_SETTLED: frozenset = frozenset()
+
+
 class WalletState:
     __slots__ = (
         "wallet_id",
@@ -70,13 +92,14 @@ class WalletState:
         self.wallet_id = wallet_id
         self.seq = 0
         self.balance = 0
-        self.exposures: dict[str, int] = {}
-        self.market_seqs: dict[str, int] = {}
-        self.reservations: dict[str, tuple[str, int]] = {}  # id -> (market id, amount)
+        # EMPTY / NONE_SETTLED until the first write (see _Empty)
+        self.exposures: dict[str, int] = EMPTY
+        self.market_seqs: dict[str, int] = EMPTY
+        self.reservations: dict[str, tuple[str, int]] = EMPTY  # id -> (market id, amount)
         self.total_exposure = 0
         self.total_reserved = 0
         self.seen: set[str] = set()  # command ids of deposits, withdrawals, reservations
-        self.settled: set[str] = set()  # market ids
+        self.settled: set[str] | frozenset = NONE_SETTLED  # market ids
         self.deposited = 0
         self.withdrawn = 0
         self.commission_paid = 0
@@ -211,6 +234,8 @@ def _on_withdrawn(s: WalletState, e: FundsWithdrawn) -> WalletState:
 
 
 def _on_reserved(s: WalletState, e: ExposureReserved) -> WalletState:
+    if s.reservations is EMPTY:
+        s.reservations = {}
     s.reservations[e.reservation_id] = (e.market_id, e.amount)
     s.total_reserved += e.amount
     s.seen.add(e.reservation_id)
@@ -223,6 +248,10 @@ def _on_exposure_applied(s: WalletState, e: MarketExposureApplied) -> WalletStat
         _, amount = s.reservations.pop(reservation_id)
         s.total_reserved -= amount
     if e.exposure is not None:
+        if s.exposures is EMPTY:
+            s.exposures = {}
+        if s.market_seqs is EMPTY:
+            s.market_seqs = {}
         s.total_exposure += e.exposure - s.exposures.get(e.market_id, 0)
         if e.exposure:
             s.exposures[e.market_id] = e.exposure
@@ -235,11 +264,14 @@ def _on_exposure_applied(s: WalletState, e: MarketExposureApplied) -> WalletStat
 
 def _on_settlement_applied(s: WalletState, e: SettlementApplied) -> WalletState:
     market_id = e.market_id
-    s.total_exposure -= s.exposures.pop(market_id, 0)
+    if market_id in s.exposures:
+        s.total_exposure -= s.exposures.pop(market_id)
     for reservation_id in [r for r, (m, _) in s.reservations.items() if m == market_id]:
         s.total_reserved -= s.reservations.pop(reservation_id)[1]
     s.balance += e.pnl - e.commission
     s.commission_paid += e.commission
+    if type(s.settled) is frozenset:      # NONE_SETTLED, or its copy from a snapshot
+        s.settled = set()
     s.settled.add(market_id)
     s.seq = e.seq
     return s

@@ -189,3 +189,25 @@ def test_deposits_and_withdrawals_go_through_the_venue():
     venue = Venue()
     assert venue.execute(Deposit(command_id="d", wallet_id="alice", amount=100), Context(1)).status == "SUCCESS"
     assert venue.execute(Withdraw(command_id="w", wallet_id="alice", amount=101), Context(2)).error_code == codes.INSUFFICIENT_FUNDS
+
+
+def test_an_idle_wallet_shares_its_empty_containers_and_a_snapshot_keeps_working():
+    import pickle
+
+    from exchange.domain import wallet
+    from exchange.domain.context import Context
+    from exchange.domain.messages import ApplyMarketExposure, ApplySettlement, Deposit, ReserveExposure
+
+    ctx = Context(1)
+    state, _ = wallet.handle(None, Deposit(command_id="d1", wallet_id="w", amount=1_000), ctx)
+    assert state.exposures is wallet.EMPTY and state.reservations is wallet.EMPTY
+    state = pickle.loads(pickle.dumps(state))            # as a host snapshot does
+    state, r = wallet.handle(state, ReserveExposure(command_id="r1", wallet_id="w", market_id="m",
+                                                    amount=300), ctx)
+    assert r.status == "SUCCESS" and wallet.EMPTY == {}
+    state, r = wallet.handle(state, ApplyMarketExposure(command_id="x1", wallet_id="w", market_id="m",
+                                                        exposure=200, market_seq=1, release=["r1"]), ctx)
+    state, r = wallet.handle(state, ApplySettlement(command_id="s1", wallet_id="w", market_id="m",
+                                                    pnl=-200, commission=0), ctx)
+    assert r.status == "SUCCESS" and state.balance == 800 and state.available == 800
+    assert wallet.EMPTY == {}, "the shared empty mapping was never written"
