@@ -28,14 +28,16 @@ from .ladder import PRICES, TICKS
 from .orders import Order
 
 SELF_MATCH = None  # what a walk returns when it meets the taker's own order
+NO_ORDERS: tuple = ()  # an empty level: levels get a deque of their own only while they hold orders
 
 
 class RunnerBook:
     __slots__ = ("backs", "lays", "best_back", "best_lay")
 
     def __init__(self) -> None:
-        self.backs: list[deque[Order]] = [deque() for _ in range(TICKS)]
-        self.lays: list[deque[Order]] = [deque() for _ in range(TICKS)]
+        # 2 x 350 empty deques would cost ~440 KB per runner; an empty level is NO_ORDERS
+        self.backs: list[deque[Order] | tuple] = [NO_ORDERS] * TICKS
+        self.lays: list[deque[Order] | tuple] = [NO_ORDERS] * TICKS
         self.best_back = TICKS  # lowest tick with a resting back
         self.best_lay = -1  # highest tick with a resting lay
 
@@ -122,11 +124,17 @@ class RunnerBook:
     def add(self, order: Order) -> None:
         tick = order.tick
         if order.is_back:
-            self.backs[tick].append(order)
+            queue = self.backs[tick]
+            if queue is NO_ORDERS:
+                queue = self.backs[tick] = deque()
+            queue.append(order)
             if tick < self.best_back:
                 self.best_back = tick
         else:
-            self.lays[tick].append(order)
+            queue = self.lays[tick]
+            if queue is NO_ORDERS:
+                queue = self.lays[tick] = deque()
+            queue.append(order)
             if tick > self.best_lay:
                 self.best_lay = tick
 
@@ -139,13 +147,17 @@ class RunnerBook:
             if order.is_back:
                 queue = self.backs[tick]
                 queue.popleft()
-                if not queue and tick == self.best_back:
-                    self._advance_back()
+                if not queue:
+                    self.backs[tick] = NO_ORDERS
+                    if tick == self.best_back:
+                        self._advance_back()
             else:
                 queue = self.lays[tick]
                 queue.popleft()
-                if not queue and tick == self.best_lay:
-                    self._advance_lay()
+                if not queue:
+                    self.lays[tick] = NO_ORDERS
+                    if tick == self.best_lay:
+                        self._advance_lay()
 
     def reduce(self, order: Order, qty: int) -> None:
         """Take ``qty`` off a resting order's unmatched size (cancel or lapse);
@@ -159,13 +171,17 @@ class RunnerBook:
         if order.is_back:
             queue = self.backs[tick]
             queue.remove(order)
-            if not queue and tick == self.best_back:
-                self._advance_back()
+            if not queue:
+                self.backs[tick] = NO_ORDERS
+                if tick == self.best_back:
+                    self._advance_back()
         else:
             queue = self.lays[tick]
             queue.remove(order)
-            if not queue and tick == self.best_lay:
-                self._advance_lay()
+            if not queue:
+                self.lays[tick] = NO_ORDERS
+                if tick == self.best_lay:
+                    self._advance_lay()
 
     def _advance_back(self) -> None:
         backs = self.backs
