@@ -6,6 +6,7 @@ and is skipped when the demo event already exists (deposits carry a transaction
 reference, so a rerun never pays twice).
 
 Run after the app is up:  python -m exchange.api.demo [--base http://127.0.0.1:8000]
+or deploy serve_config.yaml first and wait for the app:  python -m exchange.api.demo --deploy
 Must never run against production data (it creates accounts with known passwords).
 """
 
@@ -15,7 +16,10 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
+import time
+import urllib.error
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
@@ -108,15 +112,46 @@ def seed(base: str, dsn: str, schema: str = "platform", jurisdiction: str = "us-
     return {"markets": markets, "created": True}
 
 
+def deploy(config: str, env: dict) -> None:
+    """`serve deploy CONFIG` against the stack's dashboard (returns before the app is up)."""
+    address = env.get("EXCHANGE_RAY_DASHBOARD")
+    if not address:
+        raise SystemExit("demo: the Ray dashboard address is unknown: is the stack up?")
+    subprocess.run([sys.executable, "-m", "ray.serve.scripts", "deploy", "--address", address, config],
+                   env=env, check=True)
+
+
+def wait_for(base: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(base.rstrip("/") + "/openapi.json", timeout=5) as reply:
+                if reply.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: the API at {base} did not answer within {timeout:.0f} s "
+                             f"(serve status --address $EXCHANGE_RAY_DASHBOARD)")
+        time.sleep(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    from exchange.api.app import _stack_env
+    from exchange.api.app import ROOT, _stack_env
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default=os.environ.get("EXCHANGE_API_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--schema", default="platform")
     parser.add_argument("--jurisdiction", default="us-nj")
+    parser.add_argument("--deploy", action="store_true", help="serve deploy serve_config.yaml first")
+    parser.add_argument("--config", default=str(ROOT / "serve_config.yaml"))
+    parser.add_argument("--wait", type=float, default=300, help="seconds to wait for the API to answer")
     args = parser.parse_args(argv)
-    dsn = os.environ.get("EXCHANGE_POSTGRES_DSN") or _stack_env().get("EXCHANGE_POSTGRES_DSN")
+    env = {**_stack_env(), **os.environ}
+    if args.deploy:
+        deploy(args.config, env)
+    wait_for(args.base, args.wait)
+    dsn = env.get("EXCHANGE_POSTGRES_DSN")
     if not dsn:
         raise SystemExit("demo: EXCHANGE_POSTGRES_DSN is not set and state/stack.json is missing")
     out = seed(args.base, dsn, args.schema, args.jurisdiction)
