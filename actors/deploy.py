@@ -27,9 +27,12 @@ def deploy_hosts(jurisdiction: str, bootstrap: str, market_hosts: int = 1, walle
     """Creates (or finds) the hosts and waits until each has recovered from Kafka."""
     topology = topology or load_topology()
     n = market_hosts + wallet_hosts
-    group = host_placement_group(jurisdiction, n, topology, scenario=scenario, bundle={"CPU": HOST_CPU},
-                                 name=f"{namespace}/{host_placement_group_name(jurisdiction)}",
-                                 detached=True)
+    group_name = f"{namespace}/{host_placement_group_name(jurisdiction)}"
+    try:   # idempotent: a second deploy (or a builder re-run) finds the group
+        group = ray.util.get_placement_group(group_name)
+    except ValueError:
+        group = host_placement_group(jurisdiction, n, topology, scenario=scenario, bundle={"CPU": HOST_CPU},
+                                     name=group_name, detached=True)
     ray.get(group.ready(), timeout=timeout)
 
     def options(role: Role, index: int, bundle: int) -> dict:
