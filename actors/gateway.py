@@ -261,12 +261,22 @@ class Gateway:
         by_host: dict[int, list[str]] = {}
         for m in dict.fromkeys(market_ids):
             by_host.setdefault(host_index(m, self.hosts.market_hosts), []).append(m)
-        replies = await asyncio.gather(*(self.handle("market", i).market_books.remote(ids, depth)
-                                         for i, ids in by_host.items()))
+        replies = await asyncio.gather(*(self._read(self.handle("market", i).market_books.remote(ids, depth))
+                                         for i, ids in by_host.items()), return_exceptions=True)
         out: dict[str, dict | None] = {}
         for ids, views in zip(by_host.values(), replies):
+            if isinstance(views, BaseException):
+                if not host_unavailable(views):
+                    raise views
+                # the host is away (its node lost, restarting): bettors see the market SUSPENDED
+                views = [{"market_id": m, "status": "SUSPENDED", "in_play": False, "bet_delay_ms": 0,
+                          "version": 0, "number_of_winners": 1, "settlement": None, "runners": []}
+                         for m in ids]
             out.update(zip(ids, views))
         return out
+
+    async def _read(self, ref, timeout_s: float = 3.0):
+        return await asyncio.wait_for(_awaited(ref), min(timeout_s, self.call_timeout_s))
 
     async def player_orders(self, player_id: str, market_ids: list[str] | None = None) -> list[dict]:
         """The player's live orders on the given markets, or on every market of the jurisdiction."""
@@ -279,7 +289,12 @@ class Gateway:
                 by_host.setdefault(host_index(m, self.hosts.market_hosts), []).append(m)
             calls = [self.handle("market", i).player_orders.remote(player_id, ids)
                      for i, ids in by_host.items()]
-        return [o for orders in await asyncio.gather(*calls) for o in orders]
+        replies = await asyncio.gather(*(self._read(c) for c in calls), return_exceptions=True)
+        for r in replies:
+            if isinstance(r, BaseException) and not host_unavailable(r):
+                raise r
+        # a host that is away contributes nothing until it is back (its markets show SUSPENDED)
+        return [o for orders in replies if not isinstance(orders, BaseException) for o in orders]
 
     async def unmatched(self, market_id: str, player_id: str, bet_ids: list[int]) -> dict[int, int]:
         """Unmatched size of each of the player's live bets on one market."""

@@ -67,6 +67,8 @@ async def test_lost_jurisdiction_suspends_its_markets_then_recovers_everything(r
         assert nodes.kill_node(FIRST), "no raylet found for the xx-test node"
         # bettors: the markets are SUSPENDED and orders are refused so, not lost or misplaced
         assert await gw.market_status(markets[0], timeout_s=2) == "SUSPENDED"
+        books = await gw.market_books(markets)        # what listMarketBook shows bettors
+        assert {b["status"] for b in books.values()} == {"SUSPENDED"}
         during = await _load(gw, players, markets, 20)
         assert all(r.status == "FAILURE" and r.error_code == "MARKET_SUSPENDED" for _, r in during)
 
