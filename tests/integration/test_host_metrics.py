@@ -1,0 +1,59 @@
+"""Host actors export their metrics through Ray (scraped from each node's metrics port)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import tomllib
+import urllib.request
+import uuid
+from pathlib import Path
+
+from exchange.domain.messages import DefineMarket, OpenMarket
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _metrics_ports() -> list[int]:
+    import os
+    base = int(os.environ.get("EXCHANGE_RAY_NODE_PORT_BASE", 27000))
+    with open(ROOT / "placement" / "topology.toml", "rb") as f:
+        nodes = tomllib.load(f)["local_nodes"]
+    return [base + 10 * i + 5 for i in range(len(nodes))]    # cluster/stack.py: --metrics-export-port
+
+
+def _scrape() -> str:
+    text = ""
+    for port in _metrics_ports():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3) as reply:
+                text += reply.read().decode()
+        except OSError:
+            pass
+    return text
+
+
+async def test_hosts_export_commands_latency_and_journal_metrics(ray_session, stack):
+    from actors.deploy import deploy_hosts, remove_hosts
+    from actors.gateway import Gateway
+
+    tag = uuid.uuid4().hex[:6]
+    hosts = deploy_hosts("ca-on", stack["env"]["EXCHANGE_KAFKA_BOOTSTRAP"], 1, 1,
+                         namespace=f"metrics-{tag}", prefix=f"met{tag}")
+    try:
+        gw = Gateway(hosts)
+        market = f"1.{tag}"
+        await gw.operate(DefineMarket(command_id=f"d{tag}", market_id=market, runners=[1, 2]))
+        await gw.operate(OpenMarket(command_id=f"o{tag}", market_id=market))
+        await gw.deposit(f"p{tag}", 1_000)
+        wanted = ('ray_exchange_host_commands_total{', 'host="market-host/ca-on/0"',
+                  "ray_exchange_host_batch_ms_bucket", "ray_exchange_journal_flush_ms")
+        deadline = time.monotonic() + 45          # Ray exports every few seconds
+        while True:
+            text = await asyncio.to_thread(_scrape)
+            if all(w in text for w in wanted):
+                break
+            assert time.monotonic() < deadline, [w for w in wanted if w not in text]
+            await asyncio.sleep(2)
+    finally:
+        remove_hosts(hosts)
