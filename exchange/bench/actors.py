@@ -3,9 +3,11 @@
 Against the running local stack (real Kafka, real Ray), in one run:
 - ceiling: the same driver and batching calling a no-op Ray actor that echoes each
   batch (`ceiling_calls_per_s` items/s): what one Ray hop with batching allows here;
-- full load: `--concurrency` bettors each placing an order and waiting for its reply
-  (reserve on the wallet host, place on the market host, exposure back to the wallet,
-  every step committed in Kafka before the reply): `orders_per_s`;
+- full load: `--concurrency` orders in flight, from a few bulk callers
+  (`Gateway.place_orders_many`; `--driver single`: one coroutine per bettor, each
+  placing an order and waiting for its reply). Each order is reserved on the wallet
+  host and placed on the market host, each step committed in Kafka before the reply;
+  the exposure goes back to the wallet after it: `orders_per_s`;
 - half load: orders sent open-loop at half that rate: host-side latency from a batch's
   arrival at a market host to its acknowledged reply, p50/p99/p99.9, weighted by order;
 - recovery: a market whose history holds `--recovery-events` events is written through
@@ -32,6 +34,8 @@ def add_arguments(p) -> None:
     p.add_argument("--market-hosts", type=int, default=1)
     p.add_argument("--wallet-hosts", type=int, default=1)
     p.add_argument("--jurisdiction", default="us-nj")
+    p.add_argument("--driver", choices=("batch", "single"), default="batch",
+                   help="batch: bulk callers (Gateway.place_orders_many); single: one coroutine per bettor")
     p.add_argument("--recovery-events", type=int, default=1_000_000,
                    help="events in the recovered market's history (0: skip)")
 
@@ -148,8 +152,40 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
 
         market_hosts = [gw.handle("market", i) for i in range(args.market_hosts)]
         await asyncio.gather(*(h.latency_sample.remote() for h in market_hosts))
-        progress(f"full load: {args.concurrency} bettors for {args.seconds:.0f}s")
-        rate, accepted, e2e_full = await _closed_loop(gw.place_orders, args.concurrency, args.seconds, order)
+        result["driver"] = args.driver
+        if args.driver == "batch":
+            # bulk callers: `concurrency` orders in flight as a few place_orders_many calls
+            loops = 8
+            per_call = max(1, args.concurrency // loops)
+            progress(f"full load: {loops} bulk callers x {per_call} orders in flight for {args.seconds:.0f}s")
+
+            async def bulk(cmds):
+                t0 = time.perf_counter()
+                out = await gw.place_orders_many(cmds)
+                ms = (time.perf_counter() - t0) * 1000
+                return [(r.status == "SUCCESS", ms) for r in out]
+
+            done = ok = 0
+            e2e_full = []
+            stop = time.perf_counter() + args.seconds
+            start = time.perf_counter()
+
+            async def caller(w: int):
+                nonlocal done, ok
+                n = 0
+                while time.perf_counter() < stop:
+                    outcomes = await bulk([order(w, n + k) for k in range(per_call)])
+                    n += per_call
+                    done += len(outcomes)
+                    ok += sum(o for o, _ in outcomes)
+                    e2e_full.append(outcomes[0][1])
+            await asyncio.gather(*(caller(w) for w in range(loops)))
+            elapsed = time.perf_counter() - start
+            rate, accepted = round(done / elapsed), round(ok / elapsed)
+        else:
+            progress(f"full load: {args.concurrency} bettors for {args.seconds:.0f}s")
+            rate, accepted, e2e_full = await _closed_loop(gw.place_orders, args.concurrency, args.seconds,
+                                                          order)
         full = [s for h in market_hosts for s in await h.latency_sample.remote()]
         result["orders_per_s"] = rate
         result["accepted_per_s"] = accepted
@@ -161,9 +197,12 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         progress(f"half load: {half_rate} orders/s open-loop for {args.seconds:.0f}s")
         e2e_half: list[float] = []
 
-        async def timed(cmd):
+        async def timed(cmds):
             t0 = time.perf_counter()
-            await gw.place_orders(cmd)
+            if args.driver == "batch":
+                await gw.place_orders_many(cmds)
+            else:
+                await asyncio.gather(*(gw.place_orders(c) for c in cmds))
             e2e_half.append((time.perf_counter() - t0) * 1000)
 
         tick = 0.005
@@ -174,10 +213,11 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         n = 0
         while time.perf_counter() - start < args.seconds:
             owed += per_tick
-            while owed >= 1:
-                owed -= 1
-                n += 1
-                tasks.append(asyncio.ensure_future(timed(order(0, n))))
+            due = int(owed)
+            owed -= due
+            if due:
+                tasks.append(asyncio.ensure_future(timed([order(0, n + k) for k in range(due)])))
+                n += due
             await asyncio.sleep(tick)
         await asyncio.gather(*tasks)
         half = [s for h in market_hosts for s in await h.latency_sample.remote()]

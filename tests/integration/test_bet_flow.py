@@ -135,3 +135,22 @@ async def test_many_concurrent_bettors_batch_and_conserve(flow):
     funds = await gw.balances(players)
     assert sum(f["balance"] + f["commission_paid"] for f in funds.values()) == 100_000 * len(players)
     assert all(f["exposure"] == 0 and f["reserved"] == 0 for f in funds.values())
+
+
+async def test_bulk_placement_keeps_the_same_guarantees(flow):
+    gw = flow
+    rich, poor = f"rich-{uuid.uuid4().hex[:6]}", f"poor-{uuid.uuid4().hex[:6]}"
+    await gw.deposit(rich, 1_000_000)
+    await gw.deposit(poor, 300)
+    markets = [await new_market(gw) for _ in range(3)]
+    cmds = [place(markets[n % 3], rich, "BACK", "3.0", 1_000 + n) for n in range(30)]
+    cmds.append(place(markets[0], poor, "LAY", "5.0", 200))          # liability 800 > 300
+    results = await gw.place_orders_many(cmds)
+    assert [r.status for r in results[:30]] == ["SUCCESS"] * 30
+    assert results[30].error_code == "INSUFFICIENT_FUNDS"
+    await gw.quiesce()
+    funds = await gw.balances([rich, poor])
+    assert funds[rich]["exposure"] == sum(1_000 + n for n in range(30)) and funds[rich]["reserved"] == 0
+    assert funds[poor]["available"] == 300
+    again = await gw.place_orders_many(cmds[:2])                       # a retried bulk call
+    assert {r.error_code for r in again} == {"DUPLICATE_TRANSACTION"}
