@@ -23,7 +23,7 @@ HOST_CPU = 0.01          # a host is mostly waiting on Kafka; the bundle only pi
 def deploy_hosts(jurisdiction: str, bootstrap: str, market_hosts: int = 1, wallet_hosts: int = 1,
                  namespace: str = "exchange", prefix: str = "exchange", partitions: int = 8,
                  reservation_ttl_ms: int | None = None, timeout: float = 120,
-                 topology=None, scenario: str | None = None) -> Hosts:
+                 topology=None, scenario: str | None = None, journal_linger_ms: float = 0.0) -> Hosts:
     """Creates (or finds) the hosts and waits until each has recovered from Kafka."""
     topology = topology or load_topology()
     n = market_hosts + wallet_hosts
@@ -45,11 +45,13 @@ def deploy_hosts(jurisdiction: str, bootstrap: str, market_hosts: int = 1, walle
     market_cls, wallet_cls = ray.remote(MarketHost), ray.remote(WalletHost)
     for i in range(market_hosts):
         actors.append(market_cls.options(**options(Role.MARKET_HOST, i, i)).remote(
-            jurisdiction, i, bootstrap, wallet_hosts, namespace, partitions, prefix))
+            jurisdiction, i, bootstrap, wallet_hosts, namespace, partitions, prefix,
+            linger_ms=journal_linger_ms))
     wallet_kwargs = {} if reservation_ttl_ms is None else {"reservation_ttl_ms": reservation_ttl_ms}
     for i in range(wallet_hosts):
         actors.append(wallet_cls.options(**options(Role.WALLET_HOST, i, market_hosts + i)).remote(
-            jurisdiction, i, bootstrap, market_hosts, namespace, partitions, prefix, **wallet_kwargs))
+            jurisdiction, i, bootstrap, market_hosts, namespace, partitions, prefix,
+            linger_ms=journal_linger_ms, **wallet_kwargs))
     ray.get([a.ready.remote() for a in actors], timeout=timeout)
     return Hosts(jurisdiction, market_hosts, wallet_hosts, namespace)
 

@@ -29,7 +29,7 @@ class HostActor:
     KIND_NAME = "host"
 
     def __init__(self, kind: AggregateKind, jurisdiction: str, index: int, bootstrap: str,
-                 partitions: int = 8, prefix: str = "exchange"):
+                 partitions: int = 8, prefix: str = "exchange", linger_ms: float = 0.0):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.jurisdiction = jurisdiction
         self.index = index
@@ -37,7 +37,8 @@ class HostActor:
         self.prefix = prefix
         self.partitions = partitions
         config = JournalConfig(bootstrap=bootstrap, stream=f"{kind.stream}.{jurisdiction}",
-                               partitions=partitions, prefix=prefix)
+                               partitions=partitions, prefix=prefix,
+                               linger_s=linger_ms / 1000)
         self.core = HostCore(kind, config, index)
         self.name = f"{self.KIND_NAME}-host/{jurisdiction}/{index}"
         self._started: asyncio.Future | None = None

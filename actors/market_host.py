@@ -52,8 +52,9 @@ class MarketHost(HostActor):
     KIND_NAME = "market"
 
     def __init__(self, jurisdiction: str, index: int, bootstrap: str, wallet_hosts: int,
-                 namespace: str = "exchange", partitions: int = 8, prefix: str = "exchange"):
-        super().__init__(MARKET_KIND, jurisdiction, index, bootstrap, partitions, prefix)
+                 namespace: str = "exchange", partitions: int = 8, prefix: str = "exchange",
+                 linger_ms: float = 0.0):
+        super().__init__(MARKET_KIND, jurisdiction, index, bootstrap, partitions, prefix, linger_ms)
         self.wallet_hosts = wallet_hosts
         self.namespace = namespace
         self._wallets: dict[int, object] = {}

@@ -40,8 +40,8 @@ class WalletHost(HostActor):
 
     def __init__(self, jurisdiction: str, index: int, bootstrap: str, market_hosts: int,
                  namespace: str = "exchange", partitions: int = 8, prefix: str = "exchange",
-                 reservation_ttl_ms: int = RESERVATION_TTL_MS):
-        super().__init__(WALLET_KIND, jurisdiction, index, bootstrap, partitions, prefix)
+                 reservation_ttl_ms: int = RESERVATION_TTL_MS, linger_ms: float = 0.0):
+        super().__init__(WALLET_KIND, jurisdiction, index, bootstrap, partitions, prefix, linger_ms)
         self.market_hosts = market_hosts
         self.namespace = namespace
         self.reservation_ttl_ms = reservation_ttl_ms

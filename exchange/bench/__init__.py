@@ -16,4 +16,5 @@ BENCHMARKS: dict[str, str] = {
     "journal": "exchange.bench.journal",
     "actors": "exchange.bench.actors",
     "memory": "exchange.bench.memory",
+    "http": "exchange.bench.http",
 }

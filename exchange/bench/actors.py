@@ -34,6 +34,8 @@ def add_arguments(p) -> None:
     p.add_argument("--market-hosts", type=int, default=1)
     p.add_argument("--wallet-hosts", type=int, default=1)
     p.add_argument("--jurisdiction", default="us-nj")
+    p.add_argument("--linger-ms", type=float, default=0.0,
+                   help="hosts' journal linger: wait this long before a flush to gather more")
     p.add_argument("--driver", choices=("batch", "single"), default="batch",
                    help="batch: bulk callers (Gateway.place_orders_many); single: one coroutine per bettor")
     p.add_argument("--recovery-events", type=int, default=1_000_000,
@@ -129,7 +131,8 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
 
     progress(f"deploying {args.market_hosts} market + {args.wallet_hosts} wallet hosts in {jur}")
     hosts = deploy_hosts(jur, bootstrap, args.market_hosts, args.wallet_hosts,
-                         namespace=f"bench-{tag}", prefix=f"bench{tag}")
+                         namespace=f"bench-{tag}", prefix=f"bench{tag}", journal_linger_ms=args.linger_ms)
+    result["journal_linger_ms"] = args.linger_ms
     gw = Gateway(hosts)
     try:
         players = [f"bp{n}" for n in range(args.players)]
