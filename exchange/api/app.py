@@ -332,7 +332,8 @@ class BetIngress:
             username, password = form.get("username", ""), form.get("password", "")
             if set(form) != {"username", "password"} or not username or not password or len(password) > 128:
                 return answer("FAIL", "INPUT_VALIDATION_ERROR")
-            record = await store.login_record(username)
+            # a name no account can have (e.g. a NUL, which PostgreSQL refuses) is an unknown name
+            record = await store.login_record(username) if _possible_username(username) else None
             if record is not None and record[2] is not None and record[2] > _now():
                 return answer("FAIL", "ACCOUNT_ALREADY_LOCKED")
             ok = await asyncio.to_thread(verify_password, record[1] if record else None, password)
@@ -739,6 +740,14 @@ def _runner(r) -> wire.RunnerCatalog:
 
 def _operator_report(result) -> wire.OperatorReport:
     return wire.OperatorReport(status=result.status, error_code=result.error_code)
+
+
+def _possible_username(name: str) -> bool:
+    try:
+        msgspec.convert(name, wire.Username)
+        return True
+    except msgspec.ValidationError:
+        return False
 
 
 def _at_params(reason: str) -> str:

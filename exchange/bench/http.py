@@ -57,8 +57,10 @@ REST_BACKS = ["3.0", "3.5", "4.0", "5.0", "6.0"]     # backs that never meet the
 REST_LAYS = ["1.5", "1.8", "1.9", "2.0"]
 FUNDS = 1_000_000                                    # currency units per bettor
 # the throwaway Ray head for the HAProxy figures
-HA = {"gcs": 36379, "dashboard": 38265, "client": 36001, "node_base": 37000, "serve": 18000,
-      "haproxy_stats": 38404, "haproxy_metrics": 39101}
+# (the node's own ports sit below the kernel's ephemeral range, 32768+, where the load
+# generator's own connections would otherwise collide with them)
+HA = {"gcs": 36379, "dashboard": 38265, "serve": 18000, "node_base": 27100, "client": 27110,
+      "haproxy_stats": 27111, "haproxy_metrics": 27112}
 HA_TEMP = Path(f"/tmp/ray-bench-{HA['gcs']}")
 
 
@@ -97,7 +99,7 @@ class Connection:
     """One keep-alive HTTP/1.1 connection: write a whole request, read one whole reply."""
 
     def __init__(self, reader, writer):
-        self.reader, self.writer = reader, writer
+        self.reader, self.writer, self.closed = reader, writer, False
 
     @classmethod
     async def open(cls, port: int) -> "Connection":
@@ -127,8 +129,7 @@ class Connection:
             body = b"".join(parts)
         else:
             body = await self.reader.read()
-        if b"connection: close" in lower:
-            raise ConnectionResetError("the server closed the connection")
+        self.closed = b"connection: close" in lower
         return status, body
 
     def close(self) -> None:
@@ -152,7 +153,7 @@ class Client:
         self.port, self.prefix, self.token, self.conn, self.ids = port, prefix, None, None, 0
 
     async def _send(self, method: str, path: str, body: bytes, content_type: str = "application/json"):
-        if self.conn is None:
+        if self.conn is None or self.conn.closed:
             self.conn = await Connection.open(self.port)
         status, reply = await self.conn.exchange(
             http_request(method, self.prefix + path, self.port, body, content_type, self.token))
@@ -252,6 +253,9 @@ async def _drive(spec: dict) -> dict:
                 continue
             t1 = loop_time()
             n += 1
+            if conn.closed:
+                conn.close()
+                conn = await Connection.open(spec["port"])
             if t0 < measure_from or t1 > stop_at:
                 continue
             latencies.append((t1 - t0) * 1000)
@@ -323,7 +327,8 @@ def load(spec: dict, procs: int) -> dict:
 
 
 class _FixedReply(asyncio.Protocol):
-    REPLY = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"OK\"}"
+    REPLY = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n"
+             b'{"status":"OK"}')
 
     def connection_made(self, transport):
         self.transport, self.buffer = transport, b""
@@ -454,13 +459,10 @@ class DeployedApp:
 
 
 def _port_free(port: int) -> bool:
+    """Nothing listens on the port (a connection of ours in TIME-WAIT on it does not count)."""
     with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("0.0.0.0", port))
-            return True
-        except OSError:
-            return False
+        s.settimeout(1)
+        return s.connect_ex((HOST, port)) != 0
 
 
 def _ray_cli() -> str:
@@ -563,6 +565,25 @@ class HaproxyRay:
 # ---------------------------------------------------------------- one mode
 
 
+async def wait_until_routed(port: int, prefix: str, timeout: float = 120) -> float:
+    """Seconds until GET <prefix>/health answers 200 (HAProxy learns the routes after serve.run)."""
+    t0 = time.perf_counter()
+    last = None
+    while time.perf_counter() - t0 < timeout:
+        try:
+            conn = await Connection.open(port)
+            try:
+                last, _ = await conn.exchange(http_request("GET", prefix + "/health", port))
+            finally:
+                conn.close()
+            if last == 200:
+                return round(time.perf_counter() - t0, 1)
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            last = repr(exc)
+        await asyncio.sleep(0.5)
+    raise RuntimeError(f"{prefix}/health on port {port} did not answer 200 within {timeout:.0f} s: {last}")
+
+
 async def seed(port: int, prefix: str, bettors: int, markets: int, tag: str) -> tuple[list[str], list[str]]:
     """Bettors funded and logged in, markets open: all through the API's operator routes."""
     op = Client(port, prefix)
@@ -603,19 +624,20 @@ def measure_mode(mode: str, args, env: dict, ray_address: str, port: int) -> dic
     out: dict = {"mode": mode, "port": port}
     try:
         out["deploy_s"] = round(time.perf_counter() - t0, 1)
+        out["routed_after_s"] = asyncio.run(wait_until_routed(port, app.prefix))
         progress(f"{mode}: seeding {args.bettors} bettors and {args.markets} markets")
         tokens, markets = asyncio.run(seed(port, app.prefix, args.bettors, args.markets, tag))
         common = {"port": port, "prefix": app.prefix, "tokens": tokens, "markets": markets, "cross": args.cross,
                   "seconds": args.seconds, "warmup": args.warmup, "max_requests": args.max_requests}
-        phases = [("noop", {"kind": "noop", "instructions": 0, "connections": args.connections}),
-                  ("place1", {"kind": "place", "instructions": 1, "connections": args.connections}),
-                  (f"place{args.instructions}", {"kind": "place", "instructions": args.instructions,
-                                                 "connections": args.batched_connections})]
-        for name, phase in phases:
+        phases = [("noop", "noop", {"kind": "noop", "instructions": 0, "connections": args.connections}),
+                  ("place1", "place1", {"kind": "place", "instructions": 1, "connections": args.connections}),
+                  (f"place{args.instructions}", "place_batched",
+                   {"kind": "place", "instructions": args.instructions,
+                    "connections": args.batched_connections})]
+        for name, key, phase in phases:
             progress(f"{mode}: {name}, {phase['connections']} connections, "
                      f"{args.warmup:g}+{args.seconds:g} s")
             r = load({**common, **phase}, args.procs)
-            key = "place_batched" if name != "noop" and phase["instructions"] > 1 else name
             out[f"{key}_rps"] = r["rps"]
             out[f"{key}_p50_ms"], out[f"{key}_p99_ms"] = r["p50_ms"], r["p99_ms"]
             out[f"{key}_connections"] = phase["connections"]
@@ -644,10 +666,10 @@ def measure_mode(mode: str, args, env: dict, ray_address: str, port: int) -> dic
 
 def websocket_figures() -> dict:
     if not (ROOT / "exchange" / "api" / "stream.py").exists():
-        return {"ws_orders_per_s": None, "fanout_p99_ms": None,
-                "ws_note": "not measured: the WebSocket stream (exchange/api/stream.py, /stream) is not deployed yet"}
-    return {"ws_orders_per_s": None, "fanout_p99_ms": None,
-            "ws_note": "not measured: exchange/api/stream.py exists but this benchmark has no client for it yet"}
+        note = "not measured: the WebSocket stream (exchange/api/stream.py, /stream) is not deployed yet"
+    else:
+        note = "not measured: exchange/api/stream.py exists but this benchmark has no client for it yet"
+    return {"ws_orders_per_s": None, "fanout_p99_ms": None, "ws_note": note}
 
 
 # ---------------------------------------------------------------- run
