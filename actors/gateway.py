@@ -338,6 +338,26 @@ class Gateway:
         # a host that is away contributes nothing until it is back (its markets show SUSPENDED)
         return [o for orders in replies if not isinstance(orders, BaseException) for o in orders]
 
+    async def profit_and_loss(self, player_id: str, market_ids: list[str], include_settled: bool = False,
+                              net_of_commission: bool = False) -> list[dict]:
+        """The player's matched P&L by runner (MarketHost.profit_and_loss views), one per
+        market in the order asked, each once; markets not held, settled ones unless
+        ``include_settled``, and those of a host that is away are left out."""
+        by_host: dict[int, list[str]] = {}
+        for m in dict.fromkeys(market_ids):
+            by_host.setdefault(host_index(m, self.hosts.market_hosts), []).append(m)
+        replies = await asyncio.gather(*(self._read(self.handle("market", i).profit_and_loss.remote(
+            player_id, ids, include_settled, net_of_commission)) for i, ids in by_host.items()),
+            return_exceptions=True)
+        found: dict[str, dict] = {}
+        for views in replies:
+            if isinstance(views, BaseException):
+                if not host_unavailable(views):
+                    raise views
+                continue        # the host is away: its markets show SUSPENDED and their P&L is not known
+            found.update((v["market_id"], v) for v in views if v is not None)
+        return [found[m] for m in dict.fromkeys(market_ids) if m in found]
+
     async def unmatched(self, market_id: str, player_id: str, bet_ids: list[int]) -> dict[int, int]:
         """Unmatched size of each of the player's live bets on one market."""
         return await self.market_host(market_id).unmatched_sizes.remote(market_id, player_id, bet_ids)

@@ -22,7 +22,7 @@ import time
 
 import ray
 
-from exchange.domain import market
+from exchange.domain import market, pnl
 from exchange.domain.messages import (
     FAILURE,
     ApplyMarketExposure,
@@ -280,6 +280,23 @@ class MarketHost(HostActor):
                             "remaining": o.remaining, "matched": o.matched, "persistence": o.persistence,
                             "time_in_force": o.time_in_force, "customer_ref": o.customer_ref,
                             "placed_at": o.placed_at})
+        return out
+
+    async def profit_and_loss(self, player_id: str, market_ids: list[str], include_settled: bool = False,
+                              net_of_commission: bool = False) -> list[dict | None]:
+        """The player's matched P&L by runner on each market (exchange/domain/pnl.py), in
+        minor units: {"market_id", "commission_bp", "runners": [(selection id, if win, if
+        lose or None)]}. None: the market is not held, or settled and not asked for."""
+        await self.ready()
+        states = self.core.states
+        out: list[dict | None] = []
+        for market_id in market_ids:
+            state = states.get(market_id)
+            found = (pnl.market_pnl(state, player_id, include_settled, net_of_commission)
+                     if state is not None else None)
+            out.append(None if found is None else {
+                "market_id": market_id, "commission_bp": found.commission_bp,
+                "runners": [tuple(line) for line in found.runners]})
         return out
 
 

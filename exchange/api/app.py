@@ -148,6 +148,8 @@ class BetIngress:
                 "SportsAPING/v1.0/updateOrders": (wire.UpdateOrdersParams, self.update_orders),
                 "SportsAPING/v1.0/listCurrentOrders": (wire.ListCurrentOrdersParams,
                                                        self.list_current_orders),
+                "SportsAPING/v1.0/listMarketProfitAndLoss": (wire.ListMarketProfitAndLossParams,
+                                                             self.list_market_profit_and_loss),
             },
             ACCOUNT: {
                 "AccountAPING/v1.0/getAccountFunds": (wire.GetAccountFundsParams, self.get_account_funds),
@@ -606,6 +608,13 @@ class BetIngress:
         return wire.CurrentOrderSummaryReport(
             current_orders=[convert.order_view_to_summary(v, self.s.regulator) for v in page],
             more_available=start + count < len(views))
+
+    async def list_market_profit_and_loss(self, caller: Caller, p: wire.ListMarketProfitAndLossParams):
+        """The caller's matched P&L by runner per market, in the order asked; as Betfair, unknown
+        markets and settled ones (unless includeSettledBets) are left out (exchange/domain/pnl.py)."""
+        views = await self.gateway.profit_and_loss(caller.account_id, p.market_ids, p.include_settled_bets,
+                                                   p.net_of_commission)
+        return [convert.pnl_view_to_market_profit_and_loss(v) for v in views]
 
     async def get_account_funds(self, caller: Caller, p: wire.GetAccountFundsParams):
         balances = await self.gateway.balances([caller.account_id])

@@ -224,6 +224,22 @@ def view_to_market_book(view: dict, with_prices: bool, orders: list[dict] | None
         cross_matching=False, runners_voidable=False, version=view["version"], runners=runners)
 
 
+# ---------------------------------------------------------------- profit and loss
+
+
+def pnl_view_to_market_profit_and_loss(view: dict) -> wire.MarketProfitAndLoss:
+    """MarketHost.profit_and_loss view (minor units) -> MarketProfitAndLoss; commissionApplied
+    (the market's base rate as a percentage, 500 bp -> 5.00) only when it was netted off."""
+    bp = view["commission_bp"]
+    return wire.MarketProfitAndLoss(
+        market_id=view["market_id"],
+        profit_and_losses=[wire.RunnerProfitAndLoss(
+            selection_id=selection_id, if_win=minor_to_units(if_win),
+            if_lose=minor_to_units(if_lose) if if_lose is not None else None)
+            for selection_id, if_win, if_lose in view["runners"]],
+        commission_applied=Decimal(bp).scaleb(-2) if bp is not None else None)
+
+
 # ---------------------------------------------------------------- funds
 
 

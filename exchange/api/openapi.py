@@ -28,6 +28,8 @@ OPERATIONS: list[tuple[str, str, type, object]] = [
     (BETTING, "SportsAPING/v1.0/replaceOrders", wire.ReplaceOrdersParams, wire.ReplaceExecutionReport),
     (BETTING, "SportsAPING/v1.0/updateOrders", wire.UpdateOrdersParams, wire.UpdateExecutionReport),
     (BETTING, "SportsAPING/v1.0/listCurrentOrders", wire.ListCurrentOrdersParams, wire.CurrentOrderSummaryReport),
+    (BETTING, "SportsAPING/v1.0/listMarketProfitAndLoss", wire.ListMarketProfitAndLossParams,
+     list[wire.MarketProfitAndLoss]),
     (ACCOUNT, "AccountAPING/v1.0/getAccountFunds", wire.GetAccountFundsParams, wire.AccountFundsResponse),
     (OPERATOR, "OperatorAPING/v1.0/createAccount", wire.CreateAccountParams, wire.CreatedAccount),
     (OPERATOR, "OperatorAPING/v1.0/unlockAccount", wire.UsernameParams, wire.OperatorReport),

@@ -417,6 +417,29 @@ class CurrentOrderSummaryReport(Reply, kw_only=True):
 
 
 # --------------------------------------------------------------------------
+# Betting: profit and loss
+
+
+class ListMarketProfitAndLossParams(Request, frozen=True, kw_only=True):
+    market_ids: Annotated[list[Id], Meta(min_length=1, max_length=1000)]
+    include_settled_bets: bool = False
+    include_bsp_bets: bool = False          # accepted for API-NG clients; there are no BSP bets here
+    net_of_commission: bool = False
+
+
+class RunnerProfitAndLoss(Reply, kw_only=True):
+    selection_id: int
+    if_win: Number
+    if_lose: Number | None = None           # multi-winner markets only (API-NG's ifPlace: EACH_WAY, none here)
+
+
+class MarketProfitAndLoss(Reply, kw_only=True):
+    market_id: str
+    profit_and_losses: list[RunnerProfitAndLoss]
+    commission_applied: Number | None = None
+
+
+# --------------------------------------------------------------------------
 # Accounts
 
 
