@@ -14,6 +14,7 @@ Routes (below the app's route prefix):
   POST /exchange/operator/json-rpc/v1                  OperatorAPING/v1.0/<operation> (operators)
   GET  /openapi.json                                   generated from exchange/api/wire.py
   GET  /health                                         {"status": "OK"}: no actor call, no database
+  WS   /stream                                         Exchange Stream API + order entry (exchange/api/stream.py)
 
 Must never hold money state, trust a player id from the body (the session names the
 bettor), or block the event loop (argon2 runs in a thread).
@@ -134,6 +135,7 @@ class BetIngress:
         self.login_limits = TokenBuckets(self.s.login_rate / n, self.s.login_burst / n)
         self.sessions: dict[str, tuple[Caller, str, float]] = {}   # token -> (caller, app key, cache until)
         self.store = None
+        self.hub = None                    # the WebSocket stream's feed and connections, made on first use
         self._store_lock = asyncio.Lock()
         ops = {
             BETTING: {
@@ -194,7 +196,51 @@ class BetIngress:
                 return forwarded.split(",")[0].strip()[:64]
         return request.client.host if request.client else "unknown"
 
-    async def __call__(self, request):
+    def __serve_build_asgi_app__(self):
+        """Serve's ASGI entry (serve.ingress without an app): HTTP to handle(), /stream to the hub."""
+        from starlette.requests import Request
+        from starlette.websockets import WebSocket
+
+        async def app(scope, receive, send):
+            kind = scope["type"]
+            if kind == "http":
+                response = await self.handle(Request(scope, receive))
+                await response(scope, receive, send)
+            elif kind == "websocket":
+                await self.stream(WebSocket(scope, receive, send))
+            elif kind == "lifespan":
+                while True:
+                    message = await receive()
+                    if message["type"] == "lifespan.startup":
+                        await send({"type": "lifespan.startup.complete"})
+                    elif message["type"] == "lifespan.shutdown":
+                        if self.hub is not None:
+                            await self.hub.feed.stop()
+                        await send({"type": "lifespan.shutdown.complete"})
+                        return
+
+        return app
+
+    async def stream(self, websocket) -> None:
+        path = websocket.url.path
+        root = websocket.scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):] or "/"
+        if path.rstrip("/") != "/stream":
+            await websocket.close(code=4404)
+            return
+        ip = self.client_ip(websocket)
+        if self.ip_limits.take(ip):
+            await websocket.close(code=1013)       # try again later
+            return
+        from exchange.api.stream import StreamConnection, StreamHub
+
+        if self.hub is None:
+            self.hub = StreamHub(self)
+            self.hub.start()
+        await StreamConnection(self.hub, websocket, ip).run()
+
+    async def handle(self, request):
         path = request.url.path
         root = request.scope.get("root_path", "")
         if root and path.startswith(root):
@@ -283,6 +329,10 @@ class BetIngress:
         token = request.headers.get("x-authentication")
         if not token:
             raise Refusal("NO_SESSION", "the X-Authentication header is required")
+        return await self.session_caller(app_key, token)
+
+    async def session_caller(self, app_key: str, token: str) -> Caller:
+        """The bettor a session token names, if the token is live and was opened with app_key."""
         now = time.monotonic()
         cached = self.sessions.get(token)
         if cached is None or cached[2] < now:
@@ -841,7 +891,7 @@ def build_app(args: dict):
     opts = serve_options(Role.BET_INGRESS, s.jurisdiction, load_topology())
     ray_actor_options = {**opts["ray_actor_options"],
                          "runtime_env": {"env_vars": {"PYTHONPATH": str(ROOT)}}}
-    deployment = serve.deployment(BetIngress).options(
+    deployment = serve.deployment(serve.ingress()(BetIngress)).options(
         name=opts["name"], ray_actor_options=ray_actor_options, num_replicas=s.num_replicas,
         max_ongoing_requests=int(args.get("max_ongoing_requests", 256)))
     return deployment.bind(asdict(s))

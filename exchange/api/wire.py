@@ -555,3 +555,115 @@ class CreatedAccount(Reply, kw_only=True):
 class OperatorReport(Reply, kw_only=True):
     status: str
     error_code: str | None = None
+
+
+# --------------------------------------------------------------------------
+# The WebSocket stream (/stream): Betfair's Exchange Stream API requests, and our
+# order entry. Each client message is one JSON object whose "op" names its type; the
+# server's mcm/ocm change messages are written by exchange/api/stream.py.
+
+StreamFields = Literal["EX_BEST_OFFERS_DISP", "EX_BEST_OFFERS", "EX_ALL_OFFERS", "EX_TRADED", "EX_TRADED_VOL",
+                       "EX_LTP", "EX_MARKET_DEF", "SP_TRADED", "SP_PROJECTED"]
+Clock = Annotated[str, Meta(max_length=1024)]
+
+
+class StreamRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel",
+                    tag_field="op"):
+    """Base of stream requests: ``id`` is echoed on the answer (and on a subscription's changes)."""
+
+    id: int | None = None
+
+
+class StreamAuthentication(StreamRequest, frozen=True, kw_only=True, tag="authentication"):
+    app_key: Annotated[str, Meta(max_length=64)] | None = None
+    session: Annotated[str, Meta(max_length=128)] | None = None
+
+
+class StreamHeartbeat(StreamRequest, frozen=True, kw_only=True, tag="heartbeat"):
+    pass
+
+
+class StreamMarketFilter(Request, frozen=True, kw_only=True):
+    market_ids: IdList | None = None
+    event_type_ids: IdList | None = None
+    event_ids: IdList | None = None
+    market_types: IdList | None = None
+    country_codes: IdList | None = None
+    bsp_market: bool | None = None
+    turn_in_play_enabled: bool | None = None
+    betting_types: IdList | None = None
+
+
+class StreamMarketDataFilter(Request, frozen=True, kw_only=True):
+    ladder_levels: Annotated[int, Meta(ge=1, le=10)] | None = None
+    fields: list[StreamFields] | None = None
+
+
+class SubscriptionOptions(StreamRequest, frozen=True, kw_only=True):
+    clk: Clock | None = None
+    initial_clk: Clock | None = None
+    heartbeat_ms: Annotated[int, Meta(ge=0, le=60_000)] | None = None
+    conflate_ms: Annotated[int, Meta(ge=0, le=120_000)] | None = None
+    segmentation_enabled: bool | None = None
+
+
+class StreamMarketSubscription(SubscriptionOptions, frozen=True, kw_only=True, tag="marketSubscription"):
+    market_filter: StreamMarketFilter | None = None
+    market_data_filter: StreamMarketDataFilter | None = None
+
+
+class StreamOrderFilter(Request, frozen=True, kw_only=True):
+    include_overall_position: bool | None = None
+    customer_strategy_refs: list[Ref] | None = None
+    partition_matched_by_strategy_ref: bool | None = None
+    account_ids: list[int] | None = None
+
+
+class StreamOrderSubscription(SubscriptionOptions, frozen=True, kw_only=True, tag="orderSubscription"):
+    order_filter: StreamOrderFilter | None = None
+
+
+class StreamPlaceOrders(StreamRequest, frozen=True, kw_only=True, tag="placeOrders"):
+    """Order entry on the stream (ours: Betfair has none): API-NG's params, answered by id."""
+
+    params: PlaceOrdersParams
+
+
+class StreamCancelOrders(StreamRequest, frozen=True, kw_only=True, tag="cancelOrders"):
+    params: CancelOrdersParams
+
+
+class StreamReplaceOrders(StreamRequest, frozen=True, kw_only=True, tag="replaceOrders"):
+    params: ReplaceOrdersParams
+
+
+class StreamUpdateOrders(StreamRequest, frozen=True, kw_only=True, tag="updateOrders"):
+    params: UpdateOrdersParams
+
+
+StreamMessage = (StreamAuthentication | StreamHeartbeat | StreamMarketSubscription | StreamOrderSubscription
+                 | StreamPlaceOrders | StreamCancelOrders | StreamReplaceOrders | StreamUpdateOrders)
+
+
+class StreamStatus(msgspec.Struct, kw_only=True, rename="camel", tag_field="op", tag="status",
+                   omit_defaults=True):
+    """The answer to a request: statusCode SUCCESS or FAILURE (errorCode, errorMessage)."""
+
+    id: int | None
+    status_code: Literal["SUCCESS", "FAILURE"]
+    connection_closed: bool
+    error_code: str | None = None
+    error_message: str | None = None
+    connection_id: str | None = None
+    connections_available: int | None = None
+
+
+class StreamConnection(msgspec.Struct, kw_only=True, rename="camel", tag_field="op", tag="connection"):
+    connection_id: str
+
+
+class StreamOrderEntryReply(msgspec.Struct, kw_only=True, tag_field="op", omit_defaults=True):
+    """The result of an order-entry message: ``op`` as asked, ``result`` API-NG's execution report."""
+
+    id: int | None
+    result: msgspec.Raw
