@@ -19,8 +19,10 @@ generator (raw asyncio HTTP/1.1 keep-alive connections, `--procs` processes) mea
 `loadgen_ceiling_rps` is the same generator against a bare asyncio HTTP server in
 another process: what the generator itself can do here.
 
-The WebSocket figures (`ws_orders_per_s`, `fanout_p99_ms`) are null with a note while
-the stream (exchange/api/stream.py, /stream) is not deployed.
+- `ws_orders`: WebSocket order entry, pipelined single-instruction placeOrders
+  (`ws_orders_per_s`); `fanout`: 1,000 connections subscribed to one market while a
+  driver changes it, delivery delay p50/p99 (`fanout_p99_ms`) and messages/s; see
+  exchange/bench/ws.py.
 
 Bounded: every phase is `--warmup` + `--seconds` long and stops at `--max-requests`;
 only 127.0.0.1 is ever addressed. Prints one JSON line (progress on stderr). Must never
@@ -77,7 +79,13 @@ def add_arguments(p) -> None:
     p.add_argument("--bettors", type=int, default=32)
     p.add_argument("--markets", type=int, default=8)
     p.add_argument("--cross", type=float, default=0.02, help="fraction of orders priced to cross")
-    p.add_argument("--max-ongoing-requests", type=int, default=256)
+    p.add_argument("--ws-connections", type=int, default=8, help="WebSocket order-entry connections")
+    p.add_argument("--ws-window", type=int, default=64, help="orders in flight per WebSocket connection")
+    p.add_argument("--fanout-connections", type=int, default=1000, help="subscribed WebSocket connections")
+    p.add_argument("--fanout-rate", type=float, default=10.0, help="orders/s on the fan-out market")
+    p.add_argument("--fanout-procs", type=int, default=2, help="processes holding the subscribed connections")
+    p.add_argument("--max-ongoing-requests", type=int, default=1280,
+                   help="per replica; a stream connection holds one for its whole life")
     p.add_argument("--port", type=int, default=int(os.environ.get("EXCHANGE_SERVE_PORT", 8000)),
                    help="the stack's Serve HTTP port (default_proxy mode)")
 
@@ -652,6 +660,19 @@ def measure_mode(mode: str, args, env: dict, ray_address: str, port: int) -> dic
                 out[f"{key}_accepted_per_s"] = round(r["accepted"] / window, 1)
             progress(f"{mode}: {name}: {r['rps']} req/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
                      f"generator cpu {r['loadgen_cpu']}")
+        from exchange.bench import ws
+
+        progress(f"{mode}: WebSocket order entry, {args.ws_connections} connections x {args.ws_window} in flight")
+        r = ws.ws_orders({**common, "connections": args.ws_connections, "window": args.ws_window}, args.procs)
+        out.update(r)
+        progress(f"{mode}: WebSocket order entry: {r['ws_orders_per_s']} orders/s, p50 {r['ws_p50_ms']} ms, "
+                 f"p99 {r['ws_p99_ms']} ms")
+        progress(f"{mode}: fan-out: subscribing {args.fanout_connections} connections to one market")
+        r = ws.fanout({**common, "market": markets[0], "connections": args.fanout_connections,
+                       "rate": args.fanout_rate}, args.fanout_procs, progress)
+        out.update(r)
+        progress(f"{mode}: fan-out: {r['fanout_messages_per_s']} messages/s to {r['fanout_connections']} "
+                 f"connections, delay p50 {r['fanout_p50_ms']} ms, p99 {r['fanout_p99_ms']} ms")
         out["place_batched_instructions"] = args.instructions
         out["batched_orders_per_s"] = out.pop("place_batched_orders_per_s")
         out["ratio_place1_to_noop"] = round(out["place1_rps"] / out["noop_rps"], 3) if out["noop_rps"] else None
@@ -659,17 +680,6 @@ def measure_mode(mode: str, args, env: dict, ray_address: str, port: int) -> dic
         progress(f"{mode}: removing the app, its hosts and its schema")
         app.stop()
     return out
-
-
-# ---------------------------------------------------------------- the WebSocket figures
-
-
-def websocket_figures() -> dict:
-    if not (ROOT / "exchange" / "api" / "stream.py").exists():
-        note = "not measured: the WebSocket stream (exchange/api/stream.py, /stream) is not deployed yet"
-    else:
-        note = "not measured: exchange/api/stream.py exists but this benchmark has no client for it yet"
-    return {"ws_orders_per_s": None, "fanout_p99_ms": None, "ws_note": note}
 
 
 # ---------------------------------------------------------------- run
@@ -713,10 +723,12 @@ def run(args) -> dict:
             raise SystemExit(f"http bench: unknown mode {mode!r}")
     # the interface keys: the production mode (HAProxy) when measured, else the default proxy
     headline = next((m for m in ("haproxy", "default_proxy") if "noop_rps" in by_mode.get(m, {})), None)
-    for key in ("noop_rps", "place1_rps", "batched_orders_per_s"):
-        result[key] = by_mode[headline][key] if headline else None
+    for key in ("noop_rps", "place1_rps", "batched_orders_per_s", "ws_orders_per_s", "fanout_p99_ms",
+                "fanout_messages_per_s"):
+        result[key] = by_mode[headline].get(key) if headline else None
     result["mode"] = headline
-    result.update(websocket_figures())
+    if headline and result["batched_orders_per_s"] is not None and result["ws_orders_per_s"] is not None:
+        result["batched_plus_ws_orders_per_s"] = round(result["batched_orders_per_s"] + result["ws_orders_per_s"], 1)
     for mode, figures in by_mode.items():
         for key, value in figures.items():
             if key != "mode":
