@@ -590,23 +590,40 @@ class StreamHub:
         return out
 
     def _on_changes(self, changes: list[MarketChange]) -> None:
+        """One poll's changes to every subscriber: each distinct message is rendered once.
+
+        Subscribers with the same subscription id, data filter and markets (the usual
+        case: many clients of one app) share one text; the loop then costs a dict
+        lookup and a queue put per connection, and the writers send.
+        """
         now = time.monotonic()
         clk = self.feed.clock
         pt = _now_ms()
-        cache: dict[tuple, bytes | None] = {}
+        fragments: dict[tuple, bytes | None] = {}
+        texts: dict[tuple, str | None] = {}
+        players = None
         for conn in list(self.connections):
             sub = conn.market_sub
             if sub is not None:
-                mine = [c for c in changes if sub.wants(c.market_id)]
+                mine = changes if sub.market_ids is None else [c for c in changes if c.market_id in sub.market_ids]
                 if mine:
                     if sub.conflate_ms:
                         sub.pending.extend(mine)
                     else:
-                        conn.send_market_changes(sub, mine, clk, pt, cache, now)
+                        key = (sub.id, sub.spec,
+                               None if sub.market_ids is None else tuple(c.market_id for c in mine))
+                        text = texts.get(key, False)
+                        if text is False:
+                            text = texts[key] = conn.market_text(sub, mine, clk, pt, fragments)
+                        if text is not None:
+                            conn.send(text)
+                            sub.last_sent = now
             osub = conn.order_sub
             if osub is not None:
-                mine = [c for c in changes if c.orders]
-                if mine:
+                if players is None:
+                    players = {o.player_id for c in changes for o in c.orders}
+                if osub.player_id in players:
+                    mine = [c for c in changes if c.orders]
                     if osub.conflate_ms:
                         osub.pending.extend(mine)
                     else:
@@ -694,15 +711,22 @@ class StreamConnection:
         key = "mc" if op == "mcm" else "oc"
         return f'{head}{extra},"{key}":[{b",".join(items).decode()}]}}'
 
-    def send_market_changes(self, sub: MarketSubscription, changes: list[MarketChange], clk: str, pt: int,
-                            cache: dict | None, now: float, ct: str | None = None) -> None:
+    def market_text(self, sub: MarketSubscription, changes: list[MarketChange], clk: str, pt: int,
+                    fragments: dict | None, ct: str | None = None) -> str | None:
         by_market: dict[str, list[MarketChange]] = {}
         for c in changes:
             by_market.setdefault(c.market_id, []).append(c)
         items = [frag for market_id, cs in by_market.items()
-                 if (frag := self.hub.fragment(market_id, cs, sub.spec, cache if len(cs) == 1 else None))]
+                 if (frag := self.hub.fragment(market_id, cs, sub.spec, fragments if len(cs) == 1 else None))]
         if items or ct:
-            self.send(self._change_message("mcm", sub.id, clk, pt, items, ct))
+            return self._change_message("mcm", sub.id, clk, pt, items, ct)
+        return None
+
+    def send_market_changes(self, sub: MarketSubscription, changes: list[MarketChange], clk: str, pt: int,
+                            fragments: dict | None, now: float, ct: str | None = None) -> None:
+        text = self.market_text(sub, changes, clk, pt, fragments, ct)
+        if text is not None:
+            self.send(text)
             sub.last_sent = now
 
     def send_order_changes(self, sub: OrderSubscription, changes: list[MarketChange], clk: str, pt: int,
