@@ -50,6 +50,12 @@ PORTS = {
     "ray_client": int(os.environ.get("EXCHANGE_RAY_CLIENT_PORT", 26001)),
 }
 RAY_NODE_PORT_BASE = int(os.environ.get("EXCHANGE_RAY_NODE_PORT_BASE", 27000))
+# Serve's HTTP edge: "haproxy" (Serve's HAProxy ingress with replicas' direct ingress:
+# ~9x the requests/s of the default proxy here, DESIGN.md section 2) or "default" (the
+# Python proxy actor, the documented fallback).
+SERVE_EDGE = os.environ.get("EXCHANGE_SERVE_EDGE", "haproxy")
+HAPROXY_PORTS = {"stats": int(os.environ.get("EXCHANGE_HAPROXY_STATS_PORT", 27080)),
+                 "metrics": int(os.environ.get("EXCHANGE_HAPROXY_METRICS_PORT", 27081))}
 PG_DB = "exchange"
 PG_USER = "exchange"
 
@@ -585,6 +591,10 @@ class Ray(Part):
         self.nodes = topo["local_nodes"]
         for i, _ in enumerate(self.nodes):
             self.ports += [RAY_NODE_PORT_BASE + 10 * i + k for k in range(6)]
+        if SERVE_EDGE not in ("haproxy", "default"):
+            raise StackError(f"EXCHANGE_SERVE_EDGE={SERVE_EDGE!r}: use haproxy or default")
+        if SERVE_EDGE == "haproxy":
+            self.ports += list(HAPROXY_PORTS.values())
 
     @property
     def temp_dir(self) -> Path:
@@ -595,6 +605,11 @@ class Ray(Part):
     def token_path(self) -> Path:
         return self.dir / "token"
 
+    @property
+    def haproxy_dir(self) -> Path:
+        # named after temp_dir, so pids() finds the HAProxy process by its config path too
+        return Path(f"{self.temp_dir}-haproxy")
+
     def address(self) -> str:
         return f"127.0.0.1:{PORTS['ray_gcs']}"
 
@@ -604,7 +619,7 @@ class Ray(Part):
     def env(self) -> dict:
         return {"RAY_ADDRESS": self.address(), "RAY_AUTH_MODE": "token",
                 "RAY_AUTH_TOKEN_PATH": str(self.token_path),
-                "EXCHANGE_RAY_DASHBOARD": self.dashboard()}
+                "EXCHANGE_RAY_DASHBOARD": self.dashboard(), "EXCHANGE_SERVE_EDGE": SERVE_EDGE}
 
     def ray_env(self) -> dict:
         env = dict(os.environ)
@@ -613,6 +628,19 @@ class Ray(Part):
         # `ray job submit` runs entrypoints with the PATH the nodes started with.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env["RAY_USAGE_STATS_ENABLED"] = "0"
+        if SERVE_EDGE == "haproxy":
+            # Read by Serve when it starts (controller, proxy, replicas): every node gets them.
+            d = self.haproxy_dir
+            env.update({"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+                        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(d / "haproxy.cfg"),
+                        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(d / "admin.sock"),
+                        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(d),
+                        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(d / "server-state"),
+                        "RAY_SERVE_HAPROXY_STATS_PORT": str(HAPROXY_PORTS["stats"]),
+                        "RAY_SERVE_HAPROXY_METRICS_PORT": str(HAPROXY_PORTS["metrics"])})
+        else:
+            for key in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED"):
+                env.pop(key, None)
         return env
 
     def ray_cli(self) -> str:
@@ -673,6 +701,10 @@ class Ray(Part):
             os.chmod(self.token_path, 0o600)
         env = self.ray_env()
         ray = self.ray_cli()
+        if SERVE_EDGE == "haproxy":
+            self.haproxy_dir.mkdir(parents=True, exist_ok=True)
+        say(self.name, f"Serve edge: {'HAProxy ingress' if SERVE_EDGE == 'haproxy' else 'default proxy'} "
+                       f"(EXCHANGE_SERVE_EDGE={SERVE_EDGE})")
         for i, node in enumerate(self.nodes):
             base = RAY_NODE_PORT_BASE + 10 * i
             common = ["--node-ip-address", "127.0.0.1", "--num-cpus", str(node.get("num_cpus", 2)),
@@ -715,6 +747,7 @@ class Ray(Part):
         terminate(raylets, what=self.name, grace=10)
         terminate(self.pids(), what=self.name, grace=3)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+        shutil.rmtree(self.haproxy_dir, ignore_errors=True)
 
 
 PARTS = [Kafka, Postgres, DynamoDB, Ray]

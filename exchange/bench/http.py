@@ -2,11 +2,14 @@
 
 Against the running local stack (real Ray, Kafka, PostgreSQL), in one run, per Serve
 ingress mode:
-- `default_proxy`: the stack's own Serve (one proxy on the head, port 8000);
-- `haproxy`: a throwaway single-node Ray head on other ports (GCS 36379, Serve HTTP
-  18000), started with RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (they
-  must be in the environment of the Ray processes before Serve starts, and the stack's
-  Ray is shared), using the same Kafka and PostgreSQL; stopped afterwards, by its ports.
+- `haproxy`: Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY=1
+  RAY_SERVE_THROUGHPUT_OPTIMIZED=1), the stack's default edge;
+- `default_proxy`: Serve's Python proxy actor, the fallback (EXCHANGE_SERVE_EDGE=default).
+The mode the stack runs (state/stack.json EXCHANGE_SERVE_EDGE) is measured on the
+stack's own Serve (port 8000); the other on a throwaway single-node Ray head on other
+ports (GCS 36379, Serve HTTP 18000) started with or without those variables (they must
+be in the Ray processes' environment before Serve starts), using the same Kafka and
+PostgreSQL; stopped afterwards, by its ports.
 
 In each mode the bet-ingress app (exchange/api/app.py) is deployed as an app of its
 own (own route prefix, hosts namespace, Kafka prefix and PostgreSQL schema, rate limits
@@ -478,10 +481,12 @@ def _ray_cli() -> str:
     return str(cli) if cli.exists() else "ray"
 
 
-class HaproxyRay:
-    """A single-node Ray head labelled us-nj, Serve in HAProxy mode; stop() ends only its processes."""
+class ThrowawayRay:
+    """A single-node Ray head labelled us-nj, for the Serve mode the stack does not run
+    (HAProxy ingress or the default proxy); stop() ends only its processes."""
 
-    def __init__(self):
+    def __init__(self, haproxy: bool):
+        self.haproxy = haproxy
         self.token = Path(f"{HA_TEMP}.token")
         self.haproxy_dir = Path(f"{HA_TEMP}-haproxy")
         self.address = f"{HOST}:{HA['gcs']}"
@@ -489,17 +494,22 @@ class HaproxyRay:
     def env(self) -> dict:
         env = dict(os.environ)
         env.pop("RAY_ADDRESS", None)
+        for key in [k for k in env if k.startswith("RAY_SERVE_")]:
+            env.pop(key)
         env.update({
             "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token), "RAY_USAGE_STATS_ENABLED": "0",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
+        if not self.haproxy:
+            return env
+        env.update({
             "RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
             "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(self.haproxy_dir / "haproxy.cfg"),
             "RAY_SERVE_HAPROXY_SOCKET_PATH": str(self.haproxy_dir / "admin.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(self.haproxy_dir),
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(self.haproxy_dir / "server-state"),
             "RAY_SERVE_HAPROXY_STATS_PORT": str(HA["haproxy_stats"]),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(HA["haproxy_metrics"]),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"})
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(HA["haproxy_metrics"])})
         return env
 
     def start(self) -> None:
@@ -703,24 +713,30 @@ def run(args) -> dict:
     progress(f"generator ceiling: a bare asyncio HTTP server, {args.connections} connections")
     result.update(loadgen_ceiling(args))
     by_mode: dict[str, dict] = {}
+    stack_edge = {"haproxy": "haproxy", "default": "default_proxy"}.get(env.get("EXCHANGE_SERVE_EDGE"),
+                                                                         "default_proxy")
     for mode in modes:
-        if mode == "default_proxy":
-            by_mode[mode] = measure_mode(mode, args, env, env["RAY_ADDRESS"], args.port)
-        elif mode == "haproxy":
-            head = HaproxyRay()
-            try:
-                progress(f"haproxy: starting a throwaway Ray head (GCS {HA['gcs']}, Serve {HA['serve']})")
-                head.start()
-                child_env = {**env, "RAY_ADDRESS": head.address, "RAY_AUTH_MODE": "token",
-                             "RAY_AUTH_TOKEN_PATH": str(head.token)}
-                by_mode[mode] = measure_mode(mode, args, child_env, head.address, HA["serve"])
-            except RuntimeError as exc:
-                by_mode[mode] = {"mode": mode, "not_measured": str(exc)}
-            finally:
-                progress("haproxy: stopping the throwaway Ray head (its own processes only)")
-                head.stop()
-        else:
+        if mode not in ("default_proxy", "haproxy"):
             raise SystemExit(f"http bench: unknown mode {mode!r}")
+        if mode == stack_edge:
+            progress(f"{mode}: the stack's own Serve (port {args.port})")
+            by_mode[mode] = measure_mode(mode, args, env, env["RAY_ADDRESS"], args.port)
+            by_mode[mode]["serve"] = "the stack's"
+            continue
+        head = ThrowawayRay(haproxy=mode == "haproxy")
+        try:
+            progress(f"{mode}: starting a throwaway Ray head (GCS {HA['gcs']}, Serve {HA['serve']})")
+            head.start()
+            child_env = {**head.env(), "RAY_ADDRESS": head.address, "RAY_AUTH_MODE": "token",
+                         "RAY_AUTH_TOKEN_PATH": str(head.token),
+                         **{k: env[k] for k in ("EXCHANGE_KAFKA_BOOTSTRAP", "EXCHANGE_POSTGRES_DSN")}}
+            by_mode[mode] = measure_mode(mode, args, child_env, head.address, HA["serve"])
+            by_mode[mode]["serve"] = "a throwaway head's"
+        except RuntimeError as exc:
+            by_mode[mode] = {"mode": mode, "not_measured": str(exc)}
+        finally:
+            progress(f"{mode}: stopping the throwaway Ray head (its own processes only)")
+            head.stop()
     # the interface keys: the production mode (HAProxy) when measured, else the default proxy
     headline = next((m for m in ("haproxy", "default_proxy") if "noop_rps" in by_mode.get(m, {})), None)
     for key in ("noop_rps", "place1_rps", "batched_orders_per_s", "ws_orders_per_s", "fanout_p99_ms",
