@@ -44,7 +44,10 @@ def _url(spec: dict) -> str:
 async def _connect(spec: dict, token: str):
     import websockets
 
-    ws = await websockets.connect(_url(spec), max_size=2**24, open_timeout=60, ping_interval=None)
+    # no permessage-deflate: trading clients favour latency (and the server would compress
+    # every copy of a fanned-out message separately)
+    ws = await websockets.connect(_url(spec), max_size=2**24, open_timeout=60, ping_interval=None,
+                                  compression=None)
     json.loads(await ws.recv())                                     # op: connection
     await ws.send(json.dumps({"op": "authentication", "id": 1, "appKey": spec.get("app_key", "bench-http"), "session": token}))
     status = json.loads(await ws.recv())
