@@ -38,6 +38,9 @@ def add_arguments(p) -> None:
                    help="hosts' journal linger: wait this long before a flush to gather more")
     p.add_argument("--driver", choices=("batch", "single"), default="batch",
                    help="batch: bulk callers (Gateway.place_orders_many); single: one coroutine per bettor")
+    p.add_argument("--instructions", type=int, default=1,
+                   help="orders (instructions) per PlaceOrders command, on one market (API-NG allows 200); "
+                        "orders_per_s counts orders")
     p.add_argument("--recovery-events", type=int, default=1_000_000,
                    help="events in the recovered market's history (0: skip)")
 
@@ -145,13 +148,17 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         rng = random.Random(7)
         prices = ["1.98", "1.99", "2.0", "2.02", "2.04"]
 
+        per_command = max(1, args.instructions)
+        result["instructions_per_command"] = per_command
+
         def order(w: int, n: int) -> PlaceOrders:
-            side = "BACK" if rng.random() < 0.5 else "LAY"
             return PlaceOrders(
                 command_id=f"{tag}-{w}-{n}-{rng.random()}", market_id=markets[rng.randrange(len(markets))],
                 player_id=players[rng.randrange(len(players))],
-                instructions=[PlaceInstruction(runner_id=rng.randint(1, 3), side=side,
-                                               price=rng.choice(prices), size=200 + rng.randrange(10) * 100)])
+                instructions=[PlaceInstruction(runner_id=rng.randint(1, 3),
+                                               side="BACK" if rng.random() < 0.5 else "LAY",
+                                               price=rng.choice(prices), size=200 + rng.randrange(10) * 100)
+                              for _ in range(per_command)])
 
         market_hosts = [gw.handle("market", i) for i in range(args.market_hosts)]
         await asyncio.gather(*(h.latency_sample.remote() for h in market_hosts))
@@ -159,14 +166,15 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         if args.driver == "batch":
             # bulk callers: `concurrency` orders in flight as a few place_orders_many calls
             loops = 8
-            per_call = max(1, args.concurrency // loops)
+            per_call = max(1, args.concurrency // loops // per_command)
             progress(f"full load: {loops} bulk callers x {per_call} orders in flight for {args.seconds:.0f}s")
 
             async def bulk(cmds):
                 t0 = time.perf_counter()
                 out = await gw.place_orders_many(cmds)
                 ms = (time.perf_counter() - t0) * 1000
-                return [(r.status == "SUCCESS", ms) for r in out]
+                return [(sum(1 for x in r.reports if x.status == "SUCCESS") if r.reports else
+                         (per_command if r.status == "SUCCESS" else 0), ms) for r in out]
 
             done = ok = 0
             e2e_full = []
@@ -179,7 +187,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
                 while time.perf_counter() < stop:
                     outcomes = await bulk([order(w, n + k) for k in range(per_call)])
                     n += per_call
-                    done += len(outcomes)
+                    done += len(outcomes) * per_command
                     ok += sum(o for o, _ in outcomes)
                     e2e_full.append(outcomes[0][1])
             await asyncio.gather(*(caller(w) for w in range(loops)))
@@ -189,6 +197,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
             progress(f"full load: {args.concurrency} bettors for {args.seconds:.0f}s")
             rate, accepted, e2e_full = await _closed_loop(gw.place_orders, args.concurrency, args.seconds,
                                                           order)
+            rate, accepted = rate * per_command, accepted * per_command
         full = [s for h in market_hosts for s in await h.latency_sample.remote()]
         result["orders_per_s"] = rate
         result["accepted_per_s"] = accepted
@@ -209,7 +218,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
             e2e_half.append((time.perf_counter() - t0) * 1000)
 
         tick = 0.005
-        per_tick = half_rate * tick
+        per_tick = half_rate / per_command * tick
         owed = 0.0
         tasks = []
         start = time.perf_counter()
@@ -225,7 +234,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         await asyncio.gather(*tasks)
         half = [s for h in market_hosts for s in await h.latency_sample.remote()]
         p = weighted_percentiles(half)
-        result["half_load_orders_per_s"] = round(n / (time.perf_counter() - start))
+        result["half_load_orders_per_s"] = round(n * per_command / (time.perf_counter() - start))
         result.update(p50_ms_half_load=p[0], p99_ms_half_load=p[1], p99_9_ms_half_load=p[2])
         result["e2e_p50_ms_half_load"], result["e2e_p99_ms_half_load"], _ = percentiles(e2e_half)
         result["ratio_to_ceiling"] = round(rate / max(ceiling, 1), 3)
