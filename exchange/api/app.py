@@ -152,9 +152,12 @@ class BetIngress:
                                                        self.list_current_orders),
                 "SportsAPING/v1.0/listMarketProfitAndLoss": (wire.ListMarketProfitAndLossParams,
                                                              self.list_market_profit_and_loss),
+                "SportsAPING/v1.0/listClearedOrders": (wire.ListClearedOrdersParams, self.list_cleared_orders),
             },
             ACCOUNT: {
                 "AccountAPING/v1.0/getAccountFunds": (wire.GetAccountFundsParams, self.get_account_funds),
+                "AccountAPING/v1.0/getAccountStatement": (wire.GetAccountStatementParams,
+                                                          self.get_account_statement),
             },
             OPERATOR: {
                 "OperatorAPING/v1.0/createAccount": (wire.CreateAccountParams, self.create_account),
@@ -670,6 +673,42 @@ class BetIngress:
         balances = await self.gateway.balances([caller.account_id])
         return convert.balances_to_funds(balances.get(caller.account_id))
 
+    async def list_cleared_orders(self, caller: Caller, p: wire.ListClearedOrdersParams):
+        """The caller's bets in one final status, from the history read model in PostgreSQL
+        (exchange/history/: the jurisdiction's projector writes a market's bets once it settles)."""
+        from exchange.history.store import history_reader
+
+        if p.group_by not in (None, "BET"):
+            raise Refusal("INVALID_INPUT_DATA", f"groupBy {p.group_by}: only BET is supported")
+        bets = None if p.bet_ids is None else [b for b in map(convert.api_to_bet_id, p.bet_ids) if b is not None]
+        when = p.settled_date_range
+        start, count = p.from_record or 0, p.record_count or 1000
+        store = await self.platform()
+        rows = await (await history_reader(store.pool, store.s)).cleared_orders(
+            caller.account_id, p.bet_status, market_ids=p.market_ids, bets=bets, runner_ids=p.runner_ids,
+            event_ids=p.event_ids, event_type_ids=p.event_type_ids, side=p.side,
+            customer_refs=p.customer_order_refs, settled_from=when.from_ if when else None,
+            settled_to=when.to if when else None, offset=start, limit=count + 1)
+        return wire.ClearedOrderSummaryReport(
+            cleared_orders=[convert.cleared_row_to_summary(r, p.include_item_description) for r in rows[:count]],
+            more_available=len(rows) > count)
+
+    async def get_account_statement(self, caller: Caller, p: wire.GetAccountStatementParams):
+        """The caller's money movements, newest first, with the balance after each (the history
+        read model; deposits and withdrawals, and per settled market its P&L and commission)."""
+        from exchange.history.store import history_reader
+
+        when = p.item_date_range
+        start, count = p.from_record or 0, p.record_count or 100
+        store = await self.platform()
+        rows = await (await history_reader(store.pool, store.s)).statement(
+            caller.account_id, kinds=convert.INCLUDE_ITEM_KINDS[p.include_item or "ALL"],
+            item_from=when.from_ if when else None, item_to=when.to if when else None,
+            offset=start, limit=count + 1)
+        return wire.AccountStatementReport(
+            account_statement=[convert.statement_row_to_item(r) for r in rows[:count]],
+            more_available=len(rows) > count)
+
     # ---------------------------------------------------------------- operator
 
     async def create_account(self, caller: Caller, p: wire.CreateAccountParams):
@@ -863,6 +902,7 @@ def ensure_hosts(s: Settings) -> None:
 
     from actors.deploy import deploy_hosts
     from actors.directory import host_name
+    from actors.history_projector import ensure_projector
 
     try:
         handles = [ray.get_actor(host_name(kind, s.jurisdiction, i), namespace=s.namespace)
@@ -871,6 +911,7 @@ def ensure_hosts(s: Settings) -> None:
     except ValueError:
         deploy_hosts(s.jurisdiction, s.kafka_bootstrap, market_hosts=s.market_hosts,
                      wallet_hosts=s.wallet_hosts, namespace=s.namespace, prefix=s.kafka_prefix)
+    ensure_projector(s.jurisdiction, s.kafka_bootstrap, s.postgres_dsn, s.db_schema, s.namespace, s.kafka_prefix)
 
 
 def build_app(args: dict):

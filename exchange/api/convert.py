@@ -15,6 +15,8 @@ import hashlib
 from datetime import datetime, timezone
 from decimal import Decimal
 
+import msgspec
+
 from exchange.domain import codes, ladder
 from exchange.domain.messages import CommandResult
 from exchange.domain.messages import PlaceInstruction as DomainPlaceInstruction
@@ -255,3 +257,79 @@ def balances_to_funds(balance: dict | None) -> wire.AccountFundsResponse:
         exposure=minor_to_units(-(balance["exposure"] + balance["reserved"])),
         retained_commission=ZERO, discount_rate=ZERO,
         points_balance=0, wallet="UK")
+
+
+# ---------------------------------------------------------------- history (cleared orders, statement)
+
+#: getAccountStatement's includeItem -> the statement item kinds it lists (None: every kind)
+INCLUDE_ITEM_KINDS: dict[str, list[str] | None] = {
+    "ALL": None, "DEPOSITS_WITHDRAWALS": ["DEPOSIT", "WITHDRAWAL"], "EXCHANGE": ["SETTLEMENT", "COMMISSION"],
+    "POKER_ROOM": [],
+}
+_statement_json = msgspec.json.Encoder(decimal_format="number")
+_ITEM_NAMES = {"DEPOSIT": "Deposit", "WITHDRAWAL": "Withdrawal", "COMMISSION": "Commission"}
+
+
+def average_price(matched_value: int, matched: int) -> Decimal | None:
+    """The average matched price from its numerator (size x price in hundredths), to 0.01."""
+    if not matched:
+        return None
+    return (Decimal(matched_value) / matched).scaleb(-2).quantize(Decimal("0.01"))
+
+
+def cleared_row_to_summary(row, with_description: bool = False) -> wire.ClearedOrderSummary:
+    """A cleared_orders row (exchange/history/store.py, joined with the catalogue) -> ClearedOrderSummary.
+
+    One bet per summary (groupBy BET): betCount 1; commission is per market, never per
+    bet, so it is left out (see getAccountStatement for it).
+    """
+    description = None
+    if with_description:
+        description = wire.ItemDescription(
+            event_type_desc=row["event_type_name"], event_desc=row["event_name"], market_desc=row["market_name"],
+            market_type=row["market_type"], market_start_time=row["market_start_time"],
+            runner_desc=row["runner_name"], number_of_winners=row["number_of_winners"])
+    return wire.ClearedOrderSummary(
+        event_type_id=row["event_type_id"], event_id=row["event_id"], market_id=row["market_id"],
+        selection_id=row["selection_id"], handicap=ZERO, bet_id=bet_id_to_api(row["market_id"], row["bet_id"]),
+        placed_date=row["placed_at"], persistence_type=row["persistence"], order_type="LIMIT", side=row["side"],
+        item_description=description, bet_outcome=row["outcome"], price_requested=tick_to_price(row["price_tick"]),
+        settled_date=row["settled_at"], last_matched_date=row["last_matched_at"], bet_count=1,
+        price_matched=average_price(row["matched_value"], row["size_matched"]), price_reduced=False,
+        size_settled=minor_to_units(row["size_settled"]), profit=minor_to_units(row["profit"]),
+        size_cancelled=minor_to_units(row["size_cancelled"]), customer_order_ref=row["customer_ref"])
+
+
+def _long(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() and len(text) <= 18 else None
+
+
+def statement_row_to_item(row) -> wire.StatementItem:
+    """A statement_items row (joined with its market's catalogue) -> StatementItem.
+
+    itemClass UNKNOWN, as Betfair sends for exchange items: itemClassData's
+    ``unknownStatementItem`` is the legacy data as a JSON string. Deposits and
+    withdrawals say so in ``marketName``; a settlement is WON or LOST by its sign, its
+    commission is an item of its own (``marketName`` "Commission", with the rate).
+    """
+    kind, amount = row["kind"], row["amount"]
+    exchange = kind in ("SETTLEMENT", "COMMISSION")
+    market_name = row["market_name"]
+    full_name = f"{row['event_name']} / {market_name}" if market_name and row["event_name"] else market_name
+    if kind == "SETTLEMENT":
+        win_lose = "RESULT_WON" if amount > 0 else "RESULT_LOST" if amount < 0 else "RESULT_NOT_APPLICABLE"
+    else:
+        win_lose = "RESULT_NOT_APPLICABLE"
+    bp = row["commission_bp"]
+    legacy = wire.StatementLegacyData(
+        avg_price=ZERO, bet_size=ZERO, bet_category_type="E" if exchange else None,
+        commission_rate=f"{Decimal(bp).scaleb(-2).normalize():f}%" if kind == "COMMISSION" and bp is not None else None,
+        event_id=_long(row["event_id"]), event_type_id=_long(row["event_type_id"]), full_market_name=full_name,
+        gross_bet_amount=minor_to_units(amount) if kind == "SETTLEMENT" else None,
+        market_name=_ITEM_NAMES.get(kind, market_name),
+        market_type="O" if exchange else None, start_date=row["market_start_time"],
+        transaction_type="ACCOUNT_CREDIT" if amount >= 0 else "ACCOUNT_DEBIT", win_lose=win_lose)
+    return wire.StatementItem(
+        ref_id=row["ref_id"], item_date=row["item_at"], amount=minor_to_units(amount),
+        balance=minor_to_units(row["balance"]), item_class="UNKNOWN",
+        item_class_data={"unknownStatementItem": _statement_json.encode(legacy).decode()}, legacy_data=legacy)

@@ -667,3 +667,119 @@ class StreamOrderEntryReply(msgspec.Struct, kw_only=True, tag_field="op", omit_d
 
     id: int | None
     result: msgspec.Raw
+
+
+# --------------------------------------------------------------------------
+# History: listClearedOrders and getAccountStatement (read from PostgreSQL, written by the
+# jurisdiction's history projector: exchange/history/)
+
+BetStatus = Literal["SETTLED", "VOIDED", "LAPSED", "CANCELLED"]
+GroupBy = Literal["EVENT_TYPE", "EVENT", "MARKET", "SIDE", "BET", "RUNNER"]
+
+
+class ListClearedOrdersParams(Request, frozen=True, kw_only=True):
+    """groupBy: only BET (the default) is served; other groupings are refused (INVALID_INPUT_DATA)."""
+
+    bet_status: BetStatus
+    event_type_ids: IdList | None = None
+    event_ids: IdList | None = None
+    market_ids: IdList | None = None
+    runner_ids: Annotated[list[Annotated[int, Meta(ge=0, le=2**53)]], Meta(max_length=1000)] | None = None
+    bet_ids: IdList | None = None
+    customer_order_refs: IdList | None = None
+    side: Side | None = None
+    settled_date_range: TimeRange | None = None
+    group_by: GroupBy | None = None
+    include_item_description: bool = False
+    locale: str | None = None
+    from_record: Annotated[int, Meta(ge=0)] | None = None
+    record_count: Annotated[int, Meta(ge=0, le=1000)] | None = None
+
+
+class ItemDescription(Reply, kw_only=True):
+    event_type_desc: str | None = None
+    event_desc: str | None = None
+    market_desc: str | None = None
+    market_type: str | None = None
+    market_start_time: datetime | None = None
+    runner_desc: str | None = None
+    number_of_winners: int | None = None
+
+
+class ClearedOrderSummary(Reply, kw_only=True):
+    market_id: str
+    selection_id: int
+    handicap: Number
+    bet_id: str
+    placed_date: datetime
+    persistence_type: str
+    order_type: str
+    side: str
+    price_requested: Number
+    settled_date: datetime
+    bet_count: int
+    price_reduced: bool
+    size_settled: Number
+    profit: Number
+    size_cancelled: Number
+    event_type_id: str | None = None
+    event_id: str | None = None
+    item_description: ItemDescription | None = None
+    bet_outcome: str | None = None
+    last_matched_date: datetime | None = None
+    commission: Number | None = None
+    price_matched: Number | None = None
+    customer_order_ref: str | None = None
+
+
+class ClearedOrderSummaryReport(Reply, kw_only=True):
+    cleared_orders: list[ClearedOrderSummary]
+    more_available: bool
+
+
+IncludeItem = Literal["ALL", "DEPOSITS_WITHDRAWALS", "EXCHANGE", "POKER_ROOM"]
+
+
+class GetAccountStatementParams(Request, frozen=True, kw_only=True):
+    locale: str | None = None
+    from_record: Annotated[int, Meta(ge=0)] | None = None
+    record_count: Annotated[int, Meta(ge=0, le=100)] | None = None
+    item_date_range: TimeRange | None = None
+    include_item: IncludeItem | None = None
+    wallet: Literal["UK"] | None = None
+
+
+class StatementLegacyData(Reply, kw_only=True):
+    avg_price: Number | None = None
+    bet_size: Number | None = None
+    bet_type: str | None = None
+    bet_category_type: str | None = None
+    commission_rate: str | None = None
+    event_id: int | None = None
+    event_type_id: int | None = None
+    full_market_name: str | None = None
+    gross_bet_amount: Number | None = None
+    market_name: str | None = None
+    market_type: str | None = None
+    placed_date: datetime | None = None
+    selection_id: int | None = None
+    selection_name: str | None = None
+    start_date: datetime | None = None
+    transaction_type: str | None = None
+    transaction_id: int | None = None
+    win_lose: str | None = None
+
+
+class StatementItem(Reply, kw_only=True):
+    ref_id: str
+    item_date: datetime
+    amount: Number
+    balance: Number
+    item_class: str
+    item_class_data: dict[str, str]
+    legacy_data: StatementLegacyData
+
+
+class AccountStatementReport(Reply, kw_only=True):
+    account_statement: list[StatementItem]
+    more_available: bool

@@ -78,6 +78,7 @@ def api_app(ray_session, stack):
 
     from actors.deploy import remove_hosts
     from actors.gateway import Hosts
+    from actors.history_projector import remove_projector
     from exchange.api.app import build_app
     from exchange.api.demo import ensure_account
     from exchange.storage.platform import PlatformStore
@@ -104,6 +105,7 @@ def api_app(ray_session, stack):
 
     serve.delete(name)
     remove_hosts(Hosts("us-nj", 1, 1, f"e2e-{tag}"))
+    remove_projector("us-nj", f"e2e-{tag}")
 
     async def drop():
         store = await PlatformStore.connect(dsn, args["db_schema"])

@@ -389,3 +389,60 @@ def test_market_profit_and_loss_mirrors_a_matched_back_and_lay(bettor, operator,
                ["application/json"]["schema"]["oneOf"]}
     assert "SportsAPING/v1.0/listMarketProfitAndLoss" in methods
     assert {"MarketProfitAndLoss", "RunnerProfitAndLoss"} <= set(doc["components"]["schemas"])
+
+
+def test_history_cleared_orders_and_account_statement_after_settlement(bettor, operator):
+    alice, bob = bettor(funds="100"), bettor(funds="100")
+    market = new_market(operator)
+    # bob lays 10 at 3.0 on Home, alice backs 4 of it; bob cancels the rest; alice backs Away and cancels
+    lay = bob.betting("placeOrders", marketId=market, instructions=[limit(1, "LAY", 3.0, 10)])
+    back = alice.betting("placeOrders", marketId=market, instructions=[limit(1, "BACK", 3.0, 4)])
+    assert back["instructionReports"][0]["sizeMatched"] == 4
+    away = alice.betting("placeOrders", marketId=market, instructions=[limit(2, "BACK", 5.0, 2)])
+    lay_bet, back_bet = lay["instructionReports"][0]["betId"], back["instructionReports"][0]["betId"]
+    away_bet = away["instructionReports"][0]["betId"]
+    assert bob.betting("cancelOrders", marketId=market)["status"] == "SUCCESS"
+    assert alice.betting("cancelOrders", marketId=market)["status"] == "SUCCESS"
+    assert operator.operator("settleMarket", marketId=market, winners=[1])["status"] == "SUCCESS"
+
+    # the projector writes the market's bets once it has settled (eventually: it tails the journals)
+    def cleared(client, status, **params):
+        return client.betting("listClearedOrders", betStatus=status, marketIds=[market], **params)["clearedOrders"]
+
+    won = eventually(lambda: cleared(alice, "SETTLED", includeItemDescription=True), timeout=30)
+    assert [(o["betId"], o["side"], o["betOutcome"], o["sizeSettled"], o["profit"], o["priceMatched"],
+             o["priceRequested"], o["betCount"]) for o in won] == [(back_bet, "BACK", "WON", 4, 8, 3, 3, 1)]
+    assert (won[0]["eventTypeId"], won[0]["marketId"], won[0]["selectionId"]) == ("1", market, 1)
+    assert won[0]["itemDescription"]["runnerDesc"] == "Home"
+    assert won[0]["itemDescription"]["marketDesc"] == "Match Odds"
+    lost = cleared(bob, "SETTLED")
+    assert [(o["betId"], o["side"], o["betOutcome"], o["sizeSettled"], o["profit"]) for o in lost] == [
+        (lay_bet, "LAY", "LOST", 4, -8)]
+    assert [(o["betId"], o["sizeCancelled"], o["profit"]) for o in cleared(bob, "CANCELLED")] == [(lay_bet, 6, 0)]
+    assert [(o["betId"], o["sizeCancelled"]) for o in cleared(alice, "CANCELLED")] == [(away_bet, 2)]
+    assert cleared(alice, "LAPSED") == [] and cleared(alice, "VOIDED") == []
+    # a bettor sees only his own bets, whatever he asks for
+    assert cleared(alice, "SETTLED", betIds=[lay_bet]) == [] and cleared(alice, "SETTLED", side="LAY") == []
+    code, error, _ = aping_error(alice.rpc("betting", "SportsAPING/v1.0/listClearedOrders",
+                                           {"betStatus": "SETTLED", "groupBy": "MARKET"}))
+    assert (code, error) == (-32099, "INVALID_INPUT_DATA")
+    code, error, details = aping_error(alice.rpc("betting", "SportsAPING/v1.0/listClearedOrders", {}))
+    assert (code, error) == (-32602, "INVALID_INPUT_DATA") and "betStatus" in details
+
+    # the statement: newest first, with the balance after each item; 5% commission on alice's 8
+    statement = alice.account("getAccountStatement")
+    assert statement["moreAvailable"] is False
+    assert [(i["amount"], i["balance"], i["legacyData"].get("marketName"), i["legacyData"]["winLose"])
+            for i in statement["accountStatement"]] == [
+        (-0.4, 107.6, "Commission", "RESULT_NOT_APPLICABLE"), (8, 108, "Match Odds", "RESULT_WON"),
+        (100, 100, "Deposit", "RESULT_NOT_APPLICABLE")]
+    assert statement["accountStatement"][1]["refId"] == market
+    assert all(i["itemClass"] == "UNKNOWN" and "unknownStatementItem" in i["itemClassData"]
+               for i in statement["accountStatement"])
+    assert funds(alice)["availableToBetBalance"] == 107.6
+    theirs = bob.account("getAccountStatement")["accountStatement"]
+    assert [(i["amount"], i["balance"]) for i in theirs] == [(-8, 92), (100, 100)]
+    deposits = alice.account("getAccountStatement", includeItem="DEPOSITS_WITHDRAWALS")["accountStatement"]
+    assert [i["amount"] for i in deposits] == [100]
+    page = alice.account("getAccountStatement", fromRecord=1, recordCount=1)
+    assert page["moreAvailable"] is True and [i["amount"] for i in page["accountStatement"]] == [8]
