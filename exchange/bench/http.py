@@ -421,6 +421,8 @@ def _child_main(config: dict) -> int:
         except Exception as exc:       # report, and go on removing the rest
             print(f"[http bench] serve.delete({name}): {exc!r}", file=sys.stderr)
         remove_hosts(Hosts(args["jurisdiction"], 1, 1, args["namespace"]))
+        from actors.history_projector import remove_projector
+        remove_projector(args["jurisdiction"], args["namespace"])
 
         async def drop():
             store = await PlatformStore.connect(args["postgres_dsn"], args["db_schema"])
