@@ -15,7 +15,10 @@ property tests):
   ``SELF_MATCH`` instead of fills: the book never matches a player with himself.
 
 Walks are read-only (``decide`` uses them); only ``add``, ``remove``,
-``reduce`` and ``fill_front`` change the book (``evolve`` uses them).
+``reduce`` and ``fill_front`` change the book (``evolve`` uses them), and the
+market's fused hot path (``market._place_one``), which does what they do
+inline: a level is a deque while it holds orders and ``NO_ORDERS`` once empty,
+and the best-price pointers skip empty levels.
 
 Must never know about money, players' positions or events.
 """

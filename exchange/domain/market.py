@@ -18,6 +18,8 @@ The three functions the host calls:
   instruction of the command against the state the earlier instructions left
   and evolves its events at once, so the result's events replayed through
   ``evolve`` from the same starting state rebuild exactly the same state.
+  The commonest commands (one placement, one cancel) take fused paths that
+  decide and apply in one pass, to exactly the same events and state.
   Host actors call this, persist ``result.events``, then reply; if persisting
   fails they crash and replay (crash-only), so the in-memory state never
   outlives its journal.
@@ -31,11 +33,13 @@ Must never do I/O, read a clock, draw random numbers or raise on user input.
 
 from __future__ import annotations
 
+from collections import deque
+
 from . import codes
-from .book import RunnerBook
+from .book import NO_ORDERS, RunnerBook
 from .context import Context
-from .exposure import Position, exposure
-from .ladder import _TICK_BY_TEXT, parse_price
+from .exposure import REMOVED, Position, exposure
+from .ladder import _TICK_BY_TEXT, TICKS, parse_price
 from .messages import (
     BACK,
     FAILURE,
@@ -848,13 +852,15 @@ def _exposures(state: MarketState, players) -> dict[str, int]:
 
 def handle(state: MarketState | None, cmd, ctx: Context) -> tuple[MarketState | None, CommandResult]:
     """Decide ``cmd`` and evolve its events into ``state``; see the module doc."""
-    now = ctx.now_ms
     kind = type(cmd)
-    if state is not None and cmd.market_id == state.market_id:  # hot paths first
-        if kind is PlaceOrders and len(cmd.instructions) == 1 and cmd.market_version is None:
-            return state, _place_one(state, cmd, now)
-        if kind is CancelOrders and len(cmd.instructions) == 1:
-            return state, _cancel_one(state, cmd, now)
+    if state is not None:  # hot paths first: one instruction, this market
+        if kind is PlaceOrders:
+            if len(cmd.instructions) == 1 and cmd.market_version is None and cmd.market_id == state.market_id:
+                return state, _place_one(state, cmd, ctx.now_ms)
+        elif kind is CancelOrders:
+            if len(cmd.instructions) == 1 and cmd.market_id == state.market_id:
+                return state, _cancel_one(state, cmd, ctx.now_ms)
+    now = ctx.now_ms
     if kind is DefineMarket:
         out = decide_define(state, cmd, now)
         if type(out) is str:
@@ -889,42 +895,274 @@ def handle(state: MarketState | None, cmd, ctx: Context) -> tuple[MarketState | 
     )
 
 
+# ----------------------------------------------------------------------
+# the hot paths: one instruction, decided and evolved in one pass
+#
+# Most commands are one placement or one cancel. Going through decide (a list
+# of (maker, qty) pairs, events) and then evolve (which reads the event back
+# and looks every maker up again) costs about twice the work itself, so these
+# two do both at once. They must stay exactly equivalent to decide + evolve:
+# the events they return are what replay feeds to ``evolve``.
+
+
+def _failed_one(cmd, code: str, seq: int) -> CommandResult:
+    return CommandResult(
+        command_id=cmd.command_id,
+        status=FAILURE,
+        error_code=code,
+        reports=[InstructionReport(index=0, status=FAILURE, error_code=code)],
+        market_seq=seq,
+    )
+
+
 def _place_one(state: MarketState, cmd: PlaceOrders, now: int) -> CommandResult:
-    """The hot path: a PlaceOrders with one instruction (same result as the general path)."""
+    """A PlaceOrders with one plain LIMIT instruction, decided and evolved in
+    one pass: exactly the event, state and result of ``decide_place``, then
+    ``evolve`` (``_on_placed``, which replay uses), then ``exposure_of`` for the
+    taker and each maker, without the walk's intermediate list, without
+    re-reading the event, and with each touched position read once.
+
+    Anything else (a refusal other than a self-match, FILL_OR_KILL, a customer
+    ref already used, a price text not in canonical form) goes to
+    ``_place_one_general``. The walk only reads: nothing changes before it has
+    passed the self-match check. It keeps the book's invariants the way
+    ``RunnerBook.fill_front`` and ``add`` do (a level emptied becomes
+    NO_ORDERS, the best-price pointers move past empty levels).
+    tests/property/test_market_hot_paths.py holds it to the plain way."""
+    ins = cmd.instructions[0]
+    try:
+        tick = _TICK_BY_TEXT.get(ins.price)  # canonical price texts only; anything else goes the long way
+    except TypeError:  # unhashable junk
+        tick = None
+    runner_id = ins.runner_id
+    ri = state.active_index.get(runner_id) if type(runner_id) is int else None
+    size = ins.size
+    persistence = ins.persistence
+    ref = ins.customer_ref
+    player_id = cmd.player_id
+    if (
+        tick is None
+        or ri is None
+        or type(size) is not int
+        or size < state.min_stake
+        or state.status != OPEN
+        or persistence not in PERSISTENCES
+        or ins.time_in_force is not None
+        or ins.min_fill_size is not None
+        or (
+            ref is not None
+            and (type(ref) is not str or not 0 < len(ref) <= MAX_CUSTOMER_REF or (player_id, ref) in state.refs)
+        )
+    ):
+        return _place_one_general(state, cmd, now)
+    side = ins.side
+    book = state.books[ri]
+    # the walk: makers taken, best price first; all but the last in full
+    if side == BACK:
+        is_back = True
+        level = book.best_lay
+        crosses = level >= tick
+        if crosses:
+            levels = book.lays
+            makers = []
+            want = size
+            while level >= tick:
+                for maker in levels[level]:
+                    if maker.player_id == player_id:
+                        return _failed_one(cmd, codes.INVALID_BACK_LAY_COMBINATION, state.seq)
+                    makers.append(maker)
+                    if maker.remaining >= want:
+                        break  # takes ``want`` of it
+                    want -= maker.remaining
+                else:
+                    level -= 1
+                    continue
+                break
+            else:  # the book ran out first: the last maker is taken in full too
+                want = makers[-1].remaining
+    elif side == LAY:
+        is_back = False
+        level = book.best_back
+        crosses = level <= tick
+        if crosses:
+            levels = book.backs
+            makers = []
+            want = size
+            while level <= tick:
+                for maker in levels[level]:
+                    if maker.player_id == player_id:
+                        return _failed_one(cmd, codes.INVALID_BACK_LAY_COMBINATION, state.seq)
+                    makers.append(maker)
+                    if maker.remaining >= want:
+                        break  # takes ``want`` of it
+                    want -= maker.remaining
+                else:
+                    level += 1
+                    continue
+                break
+            else:  # the book ran out first: the last maker is taken in full too
+                want = makers[-1].remaining
+    else:
+        return _place_one_general(state, cmd, now)
+
+    # decided: evolve as _on_placed does, building the fills on the way
+    bet_id = state.next_bet_id
+    seq = state.seq + 1
+    positions = state.positions
+    pos = positions.get(player_id)
+    if pos is None:
+        pos = _new_position(state, player_id)
+    fills: list[Fill] = []
+    matched = 0
+    win = state.number_of_winners == 1  # worst case = base + min(delta): a loop, cheaper than min()
+    if crosses:
+        exposures = {player_id: 0}  # the taker first (filled in last), then the makers in fill order
+        orders = state.orders
+        first = state.matched_bets[ri]
+        swings = 0
+        emptied = False
+        last = makers[-1]
+        for maker in makers:
+            rem = maker.remaining
+            qty = want if maker is last else rem
+            tick_m = maker.tick
+            maker_id = maker.player_id
+            fills.append(Fill(maker_bet_id=maker.bet_id, maker_player_id=maker_id, price_tick=tick_m, size=qty))
+            profit = qty * ODDS_MINUS_ONE[tick_m] // 100
+            if not maker.matched:
+                first.append(maker.bet_id)
+            maker.remaining = rem - qty
+            maker.matched += qty
+            mpos = positions[maker_id]
+            if is_back:  # the maker lays: its unmatched liability turns matched (see _on_placed)
+                if rem == qty:
+                    mpos.delta[ri] -= qty
+                else:
+                    om = ODDS_MINUS_ONE[tick_m]
+                    mpos.delta[ri] += rem * om // 100 - (rem - qty) * om // 100 - profit - qty
+                mpos.lose[ri] += qty
+                mpos.base += qty
+            else:  # the maker backs: its unmatched stake turns matched
+                mpos.delta[ri] += profit
+            if rem == qty:  # filled in full: it leaves the front of its level
+                queue = levels[tick_m]
+                queue.popleft()
+                if not queue:
+                    levels[tick_m] = NO_ORDERS
+                    emptied = True
+                del orders[maker.bet_id]
+            swings += profit
+            matched += qty
+            # the maker's exposure (a maker met again later is simply recomputed)
+            if win:
+                low = REMOVED
+                for d in mpos.delta:
+                    if d < low:
+                        low = d
+                low += mpos.base
+                exposures[maker_id] = -low if low < 0 else 0
+            else:
+                exposures[maker_id] = exposure(mpos, state.number_of_winners, len(state.active))
+        first.append(bet_id)
+        swings += matched  # profit + stake: how far the taker's delta moves
+        if is_back:
+            pos.delta[ri] += swings
+            pos.lose[ri] -= matched
+            pos.base -= matched
+            if emptied:
+                t = book.best_lay
+                while t >= 0 and not levels[t]:
+                    t -= 1
+                book.best_lay = t
+        else:
+            pos.delta[ri] -= swings
+            pos.lose[ri] += matched
+            pos.base += matched
+            if emptied:
+                t = book.best_back
+                while t < TICKS and not levels[t]:
+                    t += 1
+                book.best_back = t
+    remaining = size - matched
+    if remaining:
+        order = Order(bet_id, player_id, ri, is_back, tick, size, remaining, matched, persistence, None, ref, now)
+        state.orders[bet_id] = order
+        if is_back:
+            pos.lose[ri] -= remaining
+            pos.delta[ri] += remaining
+            pos.base -= remaining
+            queue = book.backs[tick]
+            if queue is NO_ORDERS:
+                queue = book.backs[tick] = deque()
+            queue.append(order)
+            if tick < book.best_back:
+                book.best_back = tick
+        else:
+            pos.delta[ri] -= remaining * ODDS_MINUS_ONE[tick] // 100
+            queue = book.lays[tick]
+            if queue is NO_ORDERS:
+                queue = book.lays[tick] = deque()
+            queue.append(order)
+            if tick > book.best_lay:
+                book.best_lay = tick
+    if ref is not None:
+        state.refs.add((player_id, ref))
+    state.next_bet_id = bet_id + 1
+    state.seq = seq
+    if win:
+        low = REMOVED
+        for d in pos.delta:
+            if d < low:
+                low = d
+        low += pos.base
+        taker = -low if low < 0 else 0
+    else:
+        taker = exposure(pos, state.number_of_winners, len(state.active))
+    if crosses:
+        exposures[player_id] = taker
+    else:
+        exposures = {player_id: taker}
+    return CommandResult(
+        command_id=cmd.command_id,
+        status=SUCCESS,
+        reports=[InstructionReport(index=0, status=SUCCESS, bet_id=bet_id, size_matched=matched)],
+        events=[
+            OrderPlaced(
+                market_id=state.market_id,
+                seq=seq,
+                at=now,
+                bet_id=bet_id,
+                player_id=player_id,
+                runner_id=runner_id,
+                side=side,
+                price_tick=tick,
+                size=size,
+                persistence=persistence,
+                customer_ref=ref,
+                fills=fills,
+            )
+        ],
+        exposures=exposures,
+        market_seq=seq,
+    )
+
+
+def _place_one_general(state: MarketState, cmd: PlaceOrders, now: int) -> CommandResult:
+    """Any other single placement (FILL_OR_KILL, a refusal): decide, then evolve."""
     player_id = cmd.player_id
     out = decide_place(state, player_id, cmd.instructions[0], now, state.seq)
     if type(out) is str:
-        return CommandResult(
-            command_id=cmd.command_id,
-            status=FAILURE,
-            error_code=out,
-            reports=[InstructionReport(index=0, status=FAILURE, error_code=out)],
-            market_seq=state.seq,
-        )
+        return _failed_one(cmd, out, state.seq)
     placed = out[0]
     _on_placed(state, placed)
     if len(out) > 1:
         _on_expired(state, out[1])
-    positions = state.positions
-    if state.number_of_winners == 1:
-        pos = positions[player_id]
-        worst = pos.base + min(pos.delta)
-        exposures = {player_id: -worst if worst < 0 else 0}
-        size_matched = 0
-        for f in placed.fills:
-            size_matched += f.size
-            maker = f.maker_player_id
-            if maker not in exposures:
-                pos = positions[maker]
-                worst = pos.base + min(pos.delta)
-                exposures[maker] = -worst if worst < 0 else 0
-    else:
-        exposure_of = state.exposure_of
-        exposures = {player_id: exposure_of(player_id)}
-        size_matched = 0
-        for f in placed.fills:
-            size_matched += f.size
-            exposures[f.maker_player_id] = exposure_of(f.maker_player_id)
+    exposure_of = state.exposure_of
+    exposures = {player_id: exposure_of(player_id)}
+    size_matched = 0
+    for f in placed.fills:
+        size_matched += f.size
+        exposures[f.maker_player_id] = exposure_of(f.maker_player_id)
     return CommandResult(
         command_id=cmd.command_id,
         status=SUCCESS,
@@ -936,26 +1174,60 @@ def _place_one(state: MarketState, cmd: PlaceOrders, now: int) -> CommandResult:
 
 
 def _cancel_one(state: MarketState, cmd: CancelOrders, now: int) -> CommandResult:
-    """The other hot path: one CancelInstruction (same result as the general path)."""
+    """The other hot path: one CancelInstruction, decided and evolved in one
+    pass (the same event, state and result as ``decide_cancel``, then
+    ``_take_unmatched``, then ``exposure_of``)."""
+    ins = cmd.instructions[0]
+    bet_id = ins.bet_id
+    order = state.orders.get(bet_id) if type(bet_id) is int else None
     player_id = cmd.player_id
-    out = decide_cancel(state, player_id, cmd.instructions[0], now, state.seq)
-    if type(out) is str:
-        return CommandResult(
-            command_id=cmd.command_id,
-            status=FAILURE,
-            error_code=out,
-            reports=[InstructionReport(index=0, status=FAILURE, error_code=out)],
-            market_seq=state.seq,
-        )
-    cancelled = out[0]
-    _take_unmatched(state, cancelled.bet_id, cancelled.size_cancelled, cancelled.seq)
+    if state.status != OPEN:
+        return _failed_one(cmd, _status_refusal(state), state.seq)
+    if order is None or order.player_id != player_id or order.time_in_force is not None:
+        return _failed_one(cmd, codes.BET_TAKEN_OR_LAPSED, state.seq)
+    rem = order.remaining
+    reduction = ins.size_reduction
+    if reduction is None:
+        qty = rem
+    elif type(reduction) is not int or reduction <= 0:
+        return _failed_one(cmd, codes.INVALID_BET_SIZE, state.seq)
+    else:
+        qty = reduction if reduction < rem else rem
+    seq = state.seq + 1
+    cancelled = OrderCancelled(market_id=state.market_id, seq=seq, at=now, bet_id=bet_id, size_cancelled=qty)
+    # evolve, as _take_unmatched does it
+    pos = state.positions[player_id]
+    ri = order.runner_index
+    if order.is_back:
+        pos.lose[ri] += qty
+        pos.delta[ri] -= qty
+        pos.base += qty
+    else:
+        om = ODDS_MINUS_ONE[order.tick]
+        pos.delta[ri] += rem * om // 100 - (rem - qty) * om // 100
+    if qty == rem:
+        order.remaining = 0
+        state.books[ri].remove(order)
+        del state.orders[bet_id]
+    else:
+        order.remaining = rem - qty
+    state.seq = seq
+    if state.number_of_winners == 1:
+        low = REMOVED
+        for d in pos.delta:
+            if d < low:
+                low = d
+        low += pos.base
+        exp = -low if low < 0 else 0
+    else:
+        exp = exposure(pos, state.number_of_winners, len(state.active))
     return CommandResult(
         command_id=cmd.command_id,
         status=SUCCESS,
-        reports=[InstructionReport(index=0, status=SUCCESS, bet_id=cancelled.bet_id)],
-        events=out,
-        exposures={player_id: state.exposure_of(player_id)},
-        market_seq=state.seq,
+        reports=[InstructionReport(index=0, status=SUCCESS, bet_id=bet_id)],
+        events=[cancelled],
+        exposures={player_id: exp},
+        market_seq=seq,
     )
 
 
