@@ -607,8 +607,9 @@ class Ray(Part):
 
     @property
     def haproxy_dir(self) -> Path:
-        # named after temp_dir, so pids() finds the HAProxy process by its config path too
-        return Path(f"{self.temp_dir}-haproxy")
+        # Short: Serve puts a 56-character hash directory under it, and HAProxy refuses an
+        # admin socket path over 97 bytes. pids() finds HAProxy by this path too.
+        return Path("/tmp") / f"rx-haproxy-{PORTS['ray_gcs']}"
 
     def address(self) -> str:
         return f"127.0.0.1:{PORTS['ray_gcs']}"
@@ -656,6 +657,7 @@ class Ray(Part):
     def pids(self) -> list[int]:
         """Every process of our Ray cluster: those whose command line names our temp dir or GCS."""
         temp, gcs = str(self.temp_dir).encode(), f":{PORTS['ray_gcs']}".encode()
+        haproxy = str(self.haproxy_dir).encode()
         found = []
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit() or int(proc.name) == os.getpid():
@@ -665,7 +667,7 @@ class Ray(Part):
             except OSError:
                 continue
             args = cmd.split(b"\0")
-            ours = temp in cmd or (b"ray" in cmd and any(
+            ours = temp in cmd or haproxy in cmd or (b"ray" in cmd and any(
                 a.endswith(gcs) or (gcs + b" ") in a for a in args))
             if ours and b"stack.py" not in cmd:
                 found.append(int(proc.name))

@@ -532,33 +532,32 @@ class Refused(Exception):
         self.code, self.message, self.close = code, message, close
 
 
-@dataclass
-class MarketSubscription:
+@dataclass(kw_only=True)
+class Subscription:
+    """What both kinds of subscription keep: the request id, pacing, and unsent changes."""
+
     id: int | None
-    spec: DataSpec
-    market_ids: set[str] | None            # None: every market of the jurisdiction
-    query: wire.StreamMarketFilter | None  # a filter beyond market ids: matched through the catalogue
     conflate_ms: int
     heartbeat_ms: int
     initial_clk: str
     pending: list[MarketChange] = field(default_factory=list)
     last_sent: float = 0.0
     last_flush: float = 0.0
+
+
+@dataclass(kw_only=True)
+class MarketSubscription(Subscription):
+    spec: DataSpec
+    market_ids: set[str] | None            # None: every market of the jurisdiction
+    query: wire.StreamMarketFilter | None  # a filter beyond market ids: matched through the catalogue
 
     def wants(self, market_id: str) -> bool:
         return self.market_ids is None or market_id in self.market_ids
 
 
-@dataclass
-class OrderSubscription:
-    id: int | None
+@dataclass(kw_only=True)
+class OrderSubscription(Subscription):
     player_id: str
-    conflate_ms: int
-    heartbeat_ms: int
-    initial_clk: str
-    pending: list[MarketChange] = field(default_factory=list)
-    last_sent: float = 0.0
-    last_flush: float = 0.0
 
 
 class StreamHub:
@@ -875,8 +874,9 @@ class StreamConnection:
             market_ids = await self._query(f, market_ids)
         feed = self.hub.feed
         await feed.ensure_catalogue([m for m in feed.feeds if market_ids is None or m in market_ids])
-        sub = MarketSubscription(msg.id, spec, market_ids, f if needs_query else None,
-                                 msg.conflate_ms or 0, _heartbeat(msg.heartbeat_ms), feed.clock)
+        sub = MarketSubscription(id=msg.id, spec=spec, market_ids=market_ids, query=f if needs_query else None,
+                                 conflate_ms=msg.conflate_ms or 0, heartbeat_ms=_heartbeat(msg.heartbeat_ms),
+                                 initial_clk=feed.clock)
         # From here to registering, no await: the image and the deltas after it are contiguous.
         self.status(msg.id)
         now = time.monotonic()
@@ -928,7 +928,8 @@ class StreamConnection:
         await self._ready()
         feed = self.hub.feed
         player = self.caller.account_id
-        sub = OrderSubscription(msg.id, player, msg.conflate_ms or 0, _heartbeat(msg.heartbeat_ms), feed.clock)
+        sub = OrderSubscription(id=msg.id, player_id=player, conflate_ms=msg.conflate_ms or 0,
+                                heartbeat_ms=_heartbeat(msg.heartbeat_ms), initial_clk=feed.clock)
         self.status(msg.id)
         now = time.monotonic()
         clk, pt = feed.clock, _now_ms()

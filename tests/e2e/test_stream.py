@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.conftest import APP_KEY
 from tests.e2e.test_api_ng import limit, new_market
+from tests.stream_cache import apply_runner, new_runner
 
 D = Decimal
 
@@ -91,31 +92,14 @@ class Stream:
             self.initial[msg["id"]] = msg["initialClk"]
         for mc in msg.get("mc", []):
             if mc.get("img"):
-                self.markets[mc["id"]] = {"def": None, "rc": {}, "tv": D(0)}
-            market = self.markets.setdefault(mc["id"], {"def": None, "rc": {}, "tv": D(0)})
+                self.markets[mc["id"]] = {"def": None, "rc": {}, "tv": 0}
+            market = self.markets.setdefault(mc["id"], {"def": None, "rc": {}, "tv": 0})
             if "marketDefinition" in mc:
                 market["def"] = mc["marketDefinition"]
             if "tv" in mc:
                 market["tv"] = mc["tv"]
             for rc in mc.get("rc", []):
-                r = market["rc"].setdefault(rc["id"], {"atb": {}, "atl": {}, "batb": {}, "batl": {}, "trd": {},
-                                                       "ltp": None, "tv": D(0)})
-                for key in ("atb", "atl", "trd"):
-                    for price, size in rc.get(key, []):
-                        if size:
-                            r[key][price] = size
-                        else:
-                            r[key].pop(price, None)
-                for key in ("batb", "batl"):
-                    for level, price, size in rc.get(key, []):
-                        if size:
-                            r[key][level] = (price, size)
-                        else:
-                            r[key].pop(level, None)
-                if "ltp" in rc:
-                    r["ltp"] = rc["ltp"]
-                if "tv" in rc:
-                    r["tv"] = rc["tv"]
+                apply_runner(market["rc"].setdefault(rc["id"], new_runner()), rc)
 
     def apply_ocm(self, msg: dict) -> None:
         if "clk" in msg:

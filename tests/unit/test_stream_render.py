@@ -21,6 +21,7 @@ from exchange.api.stream import (
 )
 from exchange.domain import market
 from exchange.domain.feed import MarketFeed
+from tests.stream_cache import apply_runner, new_runner
 from tests.unit.rules import MARKET, NOW, back, define, lay, open_market
 
 FIELDS = DataSpec(frozenset({"EX_ALL_OFFERS", "EX_BEST_OFFERS", "EX_TRADED", "EX_TRADED_VOL", "EX_LTP",
@@ -55,22 +56,7 @@ class _Client:
         if "marketDefinition" in mc:
             self.definition = mc["marketDefinition"]
         for rc in mc.get("rc", []):
-            r = self.rc.setdefault(rc["id"], {"atb": {}, "atl": {}, "trd": {}, "batb": {}, "batl": {}})
-            for key in ("atb", "atl", "trd"):
-                for price, size in rc.get(key, []):
-                    if size:
-                        r[key][price] = size
-                    else:
-                        r[key].pop(price, None)
-            for key in ("batb", "batl"):
-                for level, price, size in rc.get(key, []):
-                    if size:
-                        r[key][level] = (price, size)
-                    else:
-                        r[key].pop(level, None)
-            for key in ("ltp", "tv"):
-                if key in rc:
-                    r[key] = rc[key]
+            apply_runner(self.rc.setdefault(rc["id"], new_runner()), rc)
 
 
 def _run(conflate: int, seed: int) -> None:
