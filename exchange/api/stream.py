@@ -147,6 +147,8 @@ class FeedSource:
         self._task: asyncio.Task | None = None
         self._pending_catalogue: set[str] = set()
         self.announced: set[str] = set()
+        self._clock_key: tuple = ()
+        self._clock_text = ""
 
     def start(self) -> None:
         if self._task is None:
@@ -159,7 +161,10 @@ class FeedSource:
 
     @property
     def clock(self) -> str:
-        return encode_clock(self.offsets)
+        key = tuple(self.offsets.values())
+        if key != self._clock_key:
+            self._clock_key, self._clock_text = key, encode_clock(self.offsets)
+        return self._clock_text
 
     async def _run(self) -> None:
         while True:
@@ -573,9 +578,25 @@ class StreamHub:
         self.connections: set[StreamConnection] = set()
         self.encoder = msgspec.json.Encoder(decimal_format="number")
         self.messages_sent = 0
+        self._ticker: asyncio.Task | None = None
 
     def start(self) -> None:
         self.feed.start()
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        """One ticker for every connection: conflation flushes and heartbeats."""
+        while True:
+            conflate = [s.conflate_ms for c in self.connections for s in (c.market_sub, c.order_sub)
+                        if s is not None and s.conflate_ms]
+            await asyncio.sleep(max(0.01, min([0.25, *(ms / 2000 for ms in conflate)])))
+            now, clk, pt = time.monotonic(), self.feed.clock, _now_ms()
+            for conn in list(self.connections):
+                try:
+                    conn.tick(now, clk, pt)
+                except Exception:
+                    log.exception("stream %s: tick failed", conn.id)
 
     async def _catalogue(self, market_ids: list[str]) -> dict[str, dict]:
         store = await self.ingress.platform()
@@ -749,29 +770,23 @@ class StreamConnection:
 
     # -------------------------------------------------------------- ticking
 
-    async def _ticker(self) -> None:
-        while not self.closed:
-            subs = [s for s in (self.market_sub, self.order_sub) if s is not None]
-            conflating = [s.conflate_ms for s in subs if s.conflate_ms]
-            await asyncio.sleep(min([0.25, *(c / 2000 for c in conflating)]))
-            now = time.monotonic()
-            clk = self.hub.feed.clock
-            pt = _now_ms()
-            for sub in (self.market_sub, self.order_sub):
-                if sub is None:
-                    continue
-                if sub.conflate_ms and sub.pending and (now - sub.last_flush) * 1000 >= sub.conflate_ms:
-                    pending, sub.pending = sub.pending, []
-                    sub.last_flush = now
-                    if isinstance(sub, MarketSubscription):
-                        self.send_market_changes(sub, pending, clk, pt, None, now)
-                    else:
-                        self.send_order_changes(sub, pending, clk, pt, now)
-                if sub.heartbeat_ms and (now - sub.last_sent) * 1000 >= sub.heartbeat_ms:
-                    op = "mcm" if isinstance(sub, MarketSubscription) else "ocm"
-                    self.send(f'{{"op":"{op}","id":{"null" if sub.id is None else sub.id},'
-                              f'"clk":"{clk}","pt":{pt},"ct":"HEARTBEAT"}}')
-                    sub.last_sent = now
+    def tick(self, now: float, clk: str, pt: int) -> None:
+        """Flushes conflated changes that are due and sends heartbeats (the hub's ticker calls it)."""
+        for sub in (self.market_sub, self.order_sub):
+            if sub is None:
+                continue
+            if sub.conflate_ms and sub.pending and (now - sub.last_flush) * 1000 >= sub.conflate_ms:
+                pending, sub.pending = sub.pending, []
+                sub.last_flush = now
+                if isinstance(sub, MarketSubscription):
+                    self.send_market_changes(sub, pending, clk, pt, None, now)
+                else:
+                    self.send_order_changes(sub, pending, clk, pt, now)
+            if sub.heartbeat_ms and (now - sub.last_sent) * 1000 >= sub.heartbeat_ms:
+                op = "mcm" if isinstance(sub, MarketSubscription) else "ocm"
+                self.send(f'{{"op":"{op}","id":{"null" if sub.id is None else sub.id},'
+                          f'"clk":"{clk}","pt":{pt},"ct":"HEARTBEAT"}}')
+                sub.last_sent = now
 
     # -------------------------------------------------------------- the session
 
@@ -780,7 +795,6 @@ class StreamConnection:
         await ws.accept()
         self.hub.connections.add(self)
         writer = asyncio.get_running_loop().create_task(self._writer())
-        ticker = asyncio.get_running_loop().create_task(self._ticker())
         self.send_obj(wire.StreamConnection(connection_id=self.id))
         try:
             while not self.closed:
@@ -796,11 +810,10 @@ class StreamConnection:
         finally:
             self.closed = True
             self.hub.connections.discard(self)
-            ticker.cancel()
             for task in list(self.tasks):
                 task.cancel()
             self.queue.put_nowait(None)
-            await asyncio.gather(writer, ticker, return_exceptions=True)
+            await asyncio.gather(writer, return_exceptions=True)
 
     async def on_message(self, data: str) -> None:
         rid = None
