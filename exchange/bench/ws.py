@@ -232,32 +232,36 @@ def _fanout_entry(spec: dict, connected, go, results) -> None:
 
 
 async def _drive_market(spec: dict) -> dict:
-    """Orders on the fan-out market at `rate`/s: a resting back, then a lay that takes it."""
-    ws = await _connect(spec, spec["tokens"][0])
+    """Orders on the fan-out market at `rate`/s: a resting back from one bettor, then a lay
+    from another that takes it (two bettors: a bettor's lay never matches their own back)."""
+    backer = await _connect(spec, spec["tokens"][0])
+    layer = await _connect(spec, spec["tokens"][1 % len(spec["tokens"])])
     interval = 1 / spec["rate"]
     stop_at = time.perf_counter() + spec["warmup"] + spec["seconds"]
-    sent = answered = 0
+    sent = 0
+    answers = {"SUCCESS": 0}
     next_at = time.perf_counter()
     rng = random.Random(7)
 
-    async def reader():
-        nonlocal answered
-        async for _ in ws:
-            answered += 1
+    async def reader(ws):
+        async for raw in ws:
+            status = json.loads(raw).get("result", {}).get("status", "FAILURE")
+            answers[status] = answers.get(status, 0) + 1
 
-    task = asyncio.ensure_future(reader())
+    tasks = [asyncio.ensure_future(reader(ws)) for ws in (backer, layer)]
     while time.perf_counter() < stop_at:
         sent += 1
-        side, price = ("BACK", rng.choice(("3", "3.5", "4"))) if sent % 2 else ("LAY", "4")
+        side, price, ws = ("BACK", rng.choice(("3", "3.5", "4")), backer) if sent % 2 else ("LAY", "4", layer)
         await ws.send(f'{{"op":"placeOrders","id":{sent},"params":{{"marketId":"{spec["market"]}",'
                       f'"instructions":[{{"orderType":"LIMIT","selectionId":1,"side":"{side}",'
                       f'"limitOrder":{{"size":2,"price":{price},"persistenceType":"PERSIST"}}}}]}}}}')
         next_at += interval
         await asyncio.sleep(max(0, next_at - time.perf_counter()))
     await asyncio.sleep(1)
-    task.cancel()
-    await ws.close()
-    return {"sent": sent, "answered": answered}
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(backer.close(), layer.close(), return_exceptions=True)
+    return {"sent": sent, "answers": answers}
 
 
 def fanout(spec: dict, procs: int, progress) -> dict:
@@ -284,5 +288,6 @@ def fanout(spec: dict, procs: int, progress) -> dict:
     return {"fanout_connections": total, "fanout_messages_per_s": round(messages / spec["seconds"], 1),
             "fanout_p50_ms": _percentile(delays, 0.5), "fanout_p99_ms": _percentile(delays, 0.99),
             "fanout_max_ms": _percentile(delays, 1.0), "fanout_orders_sent": driver["sent"],
+            "fanout_orders_accepted": driver["answers"].get("SUCCESS", 0),
             "fanout_rate": spec["rate"], "fanout_broken": sum(p["broken"] for p in parts),
             "fanout_samples": {k: v for p in parts for k, v in p["samples"].items()}}
