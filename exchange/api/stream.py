@@ -345,7 +345,7 @@ def market_definition(feed: MarketFeed, row: dict | None, regulator: str) -> dic
         "marketBaseRate": Decimal(state.commission_rate_bp).scaleb(-2), "numberOfWinners": state.number_of_winners,
         "bettingType": "ODDS", "bspReconciled": False, "complete": True, "inPlay": state.in_play,
         "crossMatching": False, "runnersVoidable": False, "numberOfActiveRunners": len(state.active),
-        "betDelay": state.bet_delay_ms // 1000, "status": _market_status(feed), "discountAllowed": True,
+        "betDelay": state.bet_delay_ms // 1000, "status": feed.state.status, "discountAllowed": True,
         "version": state.version, "regulators": [regulator] if regulator else [],
     }
     sort = {}
@@ -364,11 +364,6 @@ def market_definition(feed: MarketFeed, row: dict | None, regulator: str) -> dic
     out["runners"] = [{"id": r, "sortPriority": sort.get(r, i + 1), "status": feed.runner_status(r),
                        "hc": 0} for i, r in enumerate(state.runners)]
     return out
-
-
-def _market_status(feed: MarketFeed) -> str:
-    status = feed.state.status
-    return "INACTIVE" if status == "INACTIVE" else status
 
 
 @dataclass(frozen=True)
