@@ -645,9 +645,11 @@ class BetIngress:
 
     async def list_current_orders(self, caller: Caller, p: wire.ListCurrentOrdersParams):
         if p.order_projection == "EXECUTION_COMPLETE":
-            views = []           # fully matched orders are not held by the markets (see docs/api.md)
+            views = []           # the markets hold live orders only
         else:
             views = await self.gateway.player_orders(caller.account_id, p.market_ids)
+        if p.order_projection != "EXECUTABLE":
+            views += await self.completed_orders(caller.account_id, p.market_ids)
         if p.bet_ids is not None:
             wanted = set(p.bet_ids)
             views = [v for v in views if convert.bet_id_to_api(v["market_id"], v["bet_id"]) in wanted]
@@ -668,6 +670,30 @@ class BetIngress:
         views = await self.gateway.profit_and_loss(caller.account_id, p.market_ids, p.include_settled_bets,
                                                    p.net_of_commission)
         return [convert.pnl_view_to_market_profit_and_loss(v) for v in views]
+
+    async def completed_orders(self, player_id: str, market_ids: list[str] | None) -> list[dict]:
+        """The player's complete orders with a matched part on unsettled markets (as on
+        Betfair, a bet cancelled or lapsed whole is not current), from the replica's market
+        feed (the stream's tail of the journal: committed data, a moment behind the hosts)."""
+        from exchange.api.stream import StreamHub
+
+        if self.hub is None:
+            self.hub = StreamHub(self)
+        self.hub.start()
+        feed = self.hub.feed
+        try:
+            await asyncio.wait_for(feed.ready.wait(), 30)
+        except asyncio.TimeoutError:
+            raise Refusal("SERVICE_BUSY", "the order history is still loading; retry") from None
+        out = []
+        for market_id in (market_ids if market_ids is not None else list(feed.feeds)):
+            market = feed.feeds.get(market_id)
+            if market is None:
+                continue
+            for o in market.completed.values():
+                if o.player_id == player_id and o.matched:
+                    out.append(convert.order_record_to_view(market_id, o))
+        return out
 
     async def get_account_funds(self, caller: Caller, p: wire.GetAccountFundsParams):
         balances = await self.gateway.balances([caller.account_id])

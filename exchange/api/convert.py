@@ -163,9 +163,19 @@ def result_to_place_report(params: wire.PlaceOrdersParams, result: CommandResult
                                      customer_ref=params.customer_ref, instruction_reports=reports)
 
 
+def order_record_to_view(market_id: str, o) -> dict:
+    """A stream feed's OrderRecord (exchange/domain/feed.py) -> the view player_orders gives."""
+    return {"market_id": market_id, "bet_id": o.bet_id, "selection_id": o.runner_id, "side": o.side,
+            "tick": o.tick, "size": o.size, "remaining": o.remaining, "matched": o.matched,
+            "persistence": o.persistence, "time_in_force": o.time_in_force, "customer_ref": o.customer_ref,
+            "placed_at": o.placed_at, "lapsed": o.lapsed, "cancelled": o.cancelled, "voided": o.voided}
+
+
 def order_view_to_summary(view: dict, regulator: str) -> wire.CurrentOrderSummary:
-    """MarketHost.player_orders row -> CurrentOrderSummary (a live order: EXECUTABLE)."""
+    """A player_orders row (a live order: EXECUTABLE) or a complete order's view -> CurrentOrderSummary."""
     size, remaining, matched = view["size"], view["remaining"], view["matched"]
+    lapsed = view.get("lapsed", 0)
+    cancelled = view.get("cancelled", size - remaining - matched - lapsed)
     return wire.CurrentOrderSummary(
         bet_id=bet_id_to_api(view["market_id"], view["bet_id"]), market_id=view["market_id"],
         selection_id=view["selection_id"], handicap=ZERO,
@@ -173,8 +183,8 @@ def order_view_to_summary(view: dict, regulator: str) -> wire.CurrentOrderSummar
         bsp_liability=ZERO, side=view["side"], status="EXECUTABLE" if remaining else "EXECUTION_COMPLETE",
         persistence_type=view["persistence"], order_type="LIMIT",
         placed_date=ms_to_datetime(view["placed_at"]), size_matched=minor_to_units(matched),
-        size_remaining=minor_to_units(remaining), size_lapsed=ZERO,
-        size_cancelled=minor_to_units(size - remaining - matched), size_voided=ZERO,
+        size_remaining=minor_to_units(remaining), size_lapsed=minor_to_units(lapsed),
+        size_cancelled=minor_to_units(cancelled), size_voided=minor_to_units(view.get("voided", 0)),
         regulator_code=regulator, customer_order_ref=view["customer_ref"])
 
 

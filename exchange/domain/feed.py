@@ -40,6 +40,8 @@ from .messages import (
     RunnerRemoved,
 )
 
+MAX_COMPLETED = 100_000        # complete orders kept per market for listCurrentOrders, newest last
+
 EXECUTABLE = "EXECUTABLE"
 EXECUTION_COMPLETE = "EXECUTION_COMPLETE"
 
@@ -88,7 +90,7 @@ class Changes(msgspec.Struct, gc=False):
 class MarketFeed:
     """One market's read model; ``apply`` each of its events in order."""
 
-    __slots__ = ("state", "traded", "ltp", "orders", "matched_by_price", "definition_changed",
+    __slots__ = ("state", "traded", "ltp", "orders", "completed", "matched_by_price", "definition_changed",
                  "runners_changed", "orders_changed", "winners", "settled_at", "last_at")
 
     def __init__(self) -> None:
@@ -96,6 +98,8 @@ class MarketFeed:
         self.traded: dict[int, dict[int, int]] = {}     # runner id -> tick -> backer's stake matched
         self.ltp: dict[int, int] = {}                     # runner id -> last traded tick
         self.orders: dict[int, OrderRecord] = {}          # live orders, and complete ones until taken
+        # complete orders once taken, until the market settles (then they are cleared orders)
+        self.completed: dict[int, OrderRecord] = {}
         # (player, runner id) -> ({tick: matched backing}, {tick: matched laying})
         self.matched_by_price: dict[tuple[str, int], tuple[dict[int, int], dict[int, int]]] = {}
         self.definition_changed = False
@@ -192,6 +196,7 @@ class MarketFeed:
         self.definition_changed = True
 
     def _on_settled(self, e: MarketSettled) -> None:
+        self.completed.clear()
         self.winners = tuple(e.winners)
         self.settled_at = e.at
         self.definition_changed = True
@@ -200,6 +205,7 @@ class MarketFeed:
         for order in self.orders.values():
             if order.matched and not order.voided:
                 self._void(order)
+        self.completed.clear()
         self.settled_at = e.at
         self.definition_changed = True
 
@@ -209,12 +215,18 @@ class MarketFeed:
     # ---------------------------------------------------------------- reads
 
     def take_changes(self) -> Changes:
-        """What changed since the last call; complete orders are dropped once taken here."""
+        """What changed since the last call; complete orders move to ``completed`` once taken
+        here (the newest MAX_COMPLETED of them, until the market settles)."""
         changes = Changes(self.definition_changed, frozenset(self.runners_changed),
                           list(self.orders_changed.values()))
+        completed = self.completed
         for order in changes.orders:
             if not order.remaining and self.orders.get(order.bet_id) is order:
                 del self.orders[order.bet_id]
+                if self.settled_at is None:
+                    completed[order.bet_id] = order
+                    if len(completed) > MAX_COMPLETED:
+                        del completed[next(iter(completed))]
         self.definition_changed = False
         self.runners_changed = set()
         self.orders_changed = {}

@@ -280,11 +280,16 @@ def test_a_trading_day(bettor, operator):
     updated = bob.betting("updateOrders", marketId=market,
                           instructions=[{"betId": new_bet, "newPersistenceType": "PERSIST"}])
     assert updated["status"] == "SUCCESS"
-    orders = bob.betting("listCurrentOrders", marketIds=[market])
+    orders = bob.betting("listCurrentOrders", marketIds=[market], orderProjection="EXECUTABLE")
     assert orders["moreAvailable"] is False
     [order] = orders["currentOrders"]
     assert (order["betId"], order["priceSize"], order["sizeRemaining"], order["persistenceType"]) == \
         (new_bet, {"price": 3.5, "size": 6}, 6, "PERSIST")
+    # the replaced lay is complete: 4 matched, 6 cancelled (listed from the journal's tail)
+    assert eventually(lambda: [(o["betId"], o["status"], o["sizeMatched"], o["sizeCancelled"])
+                               for o in bob.betting("listCurrentOrders", marketIds=[market],
+                                                    orderProjection="EXECUTION_COMPLETE")["currentOrders"]]
+                      == [(bet, "EXECUTION_COMPLETE", 4, 6)])
     # matched lay 4 at 3.0 (-8 if Home wins) + unmatched lay 6 at 3.5 (-15): exposure 23
     assert eventually(lambda: funds(bob)["exposure"] == -23 and funds(bob)["availableToBetBalance"] == 77)
 
@@ -299,8 +304,10 @@ def test_a_trading_day(bettor, operator):
     # bob cancels everything he has anywhere; the operator settles: Home won
     everything = bob.betting("cancelOrders")
     assert [r["instruction"]["betId"] for r in everything["instructionReports"]] == [new_bet]
-    assert bob.betting("listCurrentOrders")["currentOrders"] == []
+    assert bob.betting("listCurrentOrders", orderProjection="EXECUTABLE")["currentOrders"] == []
     assert operator.operator("settleMarket", marketId=market, winners=[1])["status"] == "SUCCESS"
+    # settled: nothing of bob's is current any more (his matched lay is a cleared order now)
+    assert eventually(lambda: bob.betting("listCurrentOrders")["currentOrders"] == [])
     book = alice.betting("listMarketBook", marketIds=[market])
     assert book[0]["status"] == "CLOSED"
     # alice wins 4 x 2.0 = 8 less 5% commission (0.40); bob loses 8
@@ -446,3 +453,38 @@ def test_history_cleared_orders_and_account_statement_after_settlement(bettor, o
     assert [i["amount"] for i in deposits] == [100]
     page = alice.account("getAccountStatement", fromRecord=1, recordCount=1)
     assert page["moreAvailable"] is True and [i["amount"] for i in page["accountStatement"]] == [8]
+
+
+def test_fully_matched_orders_are_listed_as_execution_complete_until_settlement(bettor, operator):
+    market = new_market(operator)
+    backer, layer = bettor("100"), bettor("100")
+    placed = backer.betting("placeOrders", marketId=market, customerRef="ec-1",
+                            instructions=[limit(1, "BACK", 3.0, 10, persistenceType="PERSIST")])
+    bet = placed["instructionReports"][0]["betId"]
+    layer.betting("placeOrders", marketId=market, instructions=[limit(1, "LAY", 3.0, 10)])
+
+    # the complete orders come from the replica's tail of the journal: a moment behind
+    deadline = time.monotonic() + 15
+    while True:
+        done = backer.betting("listCurrentOrders", marketIds=[market],
+                              orderProjection="EXECUTION_COMPLETE")["currentOrders"]
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    (order,) = done
+    assert (order["betId"], order["status"], order["sizeMatched"], order["sizeRemaining"]) == \
+        (bet, "EXECUTION_COMPLETE", 10, 0)
+    assert backer.betting("listCurrentOrders", marketIds=[market],
+                          orderProjection="EXECUTABLE")["currentOrders"] == []
+    everything = backer.betting("listCurrentOrders", marketIds=[market])["currentOrders"]
+    assert [o["betId"] for o in everything] == [bet]
+    # the layer sees only their own
+    theirs = layer.betting("listCurrentOrders", marketIds=[market], orderProjection="EXECUTION_COMPLETE")
+    assert bet not in {o["betId"] for o in theirs["currentOrders"]}
+
+    # once settled they are cleared orders, no longer current
+    assert operator.operator("settleMarket", marketId=market, winners=[1])["status"] == "SUCCESS"
+    deadline = time.monotonic() + 15
+    while backer.betting("listCurrentOrders", marketIds=[market])["currentOrders"]:
+        assert time.monotonic() < deadline, "settled orders still listed as current"
+        time.sleep(0.2)

@@ -89,6 +89,9 @@ class FeedMachine(VenueMachine):
                     assert self.seen_orders[market_id, o.bet_id] == (o.remaining, o.matched, o.cancelled, o.lapsed,
                                                           o.voided, o.persistence)
                 assert o.remaining, "a complete order outlived the changes that reported it"
+            for o in feed.completed.values():
+                assert not o.remaining and o.bet_id not in feed.orders and o.bet_id not in feed.state.orders
+                assert feed.state.settlement is None, "complete orders are kept only until settlement"
 
 
 TestFeed = FeedMachine.TestCase
