@@ -224,31 +224,29 @@ class BetIngress:
 
         return app
 
+    def stream_hub(self):
+        """The replica's stream feed and connections, made and started on first use."""
+        from exchange.api.stream import StreamHub
+
+        if self.hub is None:
+            self.hub = StreamHub(self)
+        self.hub.start()
+        return self.hub
+
     async def stream(self, websocket) -> None:
-        path = websocket.url.path
-        root = websocket.scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root):] or "/"
-        if path.rstrip("/") != "/stream":
+        if _route(websocket) != "/stream":
             await websocket.close(code=4404)
             return
         ip = self.client_ip(websocket)
         if self.ip_limits.take(ip):
             await websocket.close(code=1013)       # try again later
             return
-        from exchange.api.stream import StreamConnection, StreamHub
+        from exchange.api.stream import StreamConnection
 
-        if self.hub is None:
-            self.hub = StreamHub(self)
-            self.hub.start()
-        await StreamConnection(self.hub, websocket, ip).run()
+        await StreamConnection(self.stream_hub(), websocket, ip).run()
 
     async def handle(self, request):
-        path = request.url.path
-        root = request.scope.get("root_path", "")
-        if root and path.startswith(root):
-            path = path[len(root):] or "/"
-        path = path.rstrip("/") or "/"
+        path = _route(request)
         if path == "/health":          # the load balancer's check and the benchmarks' ceiling: no I/O
             return self.Response(b'{"status":"OK"}', media_type="application/json")
         ip = self.client_ip(request)
@@ -675,12 +673,7 @@ class BetIngress:
         """The player's complete orders with a matched part on unsettled markets (as on
         Betfair, a bet cancelled or lapsed whole is not current), from the replica's market
         feed (the stream's tail of the journal: committed data, a moment behind the hosts)."""
-        from exchange.api.stream import StreamHub
-
-        if self.hub is None:
-            self.hub = StreamHub(self)
-        self.hub.start()
-        feed = self.hub.feed
+        feed = self.stream_hub().feed
         try:
             await asyncio.wait_for(feed.ready.wait(), 30)
         except asyncio.TimeoutError:
@@ -846,6 +839,15 @@ class BetIngress:
         from exchange.domain.messages import VoidMarket
         return await self._lifecycle(VoidMarket(command_id=uuid.uuid4().hex, market_id=p.market_id),
                                      quiesce=True)
+
+
+def _route(connection) -> str:
+    """An HTTP request's or a WebSocket's path below the app's route prefix, without a trailing /."""
+    path = connection.url.path
+    root = connection.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root):] or "/"
+    return path.rstrip("/") or "/"
 
 
 def _percent(bp: int) -> Decimal:

@@ -47,6 +47,7 @@ from exchange.domain.feed import (
     level_delta,
     merge_level_deltas,
 )
+from exchange.domain.history import fresh_count
 from exchange.domain.ladder import PRICES
 
 log = logging.getLogger(__name__)
@@ -134,8 +135,7 @@ class FeedSource:
         self.catalogue_source = catalogue
         self.catalogue: dict[str, dict] = {}           # market id -> catalogue row (event, type, names)
         self.feeds: dict[str, MarketFeed] = {}
-        self.partition_of: dict[str, int] = {}
-        self.next_seq: dict[str, int] = {}
+        self.applied_seq: dict[str, int] = {}          # per market: the last event applied
         self.published: dict[tuple[str, int], _Published] = {}
         self.offsets: dict[int, int] = {}
         self.history: collections.deque[MarketChange] = collections.deque()
@@ -206,21 +206,19 @@ class FeedSource:
                     for record in records:
                         for batch in batch_decoder.decode(record.value):
                             market_id = batch.aggregate_id
-                            expected = self.next_seq.get(market_id, 1)
-                            skip = expected - batch.first_seq
-                            if skip < 0:
+                            count = len(batch.events)
+                            fresh, gap = fresh_count(self.applied_seq.get(market_id, 0), batch.first_seq, count)
+                            if gap:
                                 log.error("market feed: %s sequence gap at offset %d", market_id, record.offset)
-                                skip = 0
-                            if skip >= len(batch.events):
+                            if not fresh:
                                 continue
                             feed = self.feeds.get(market_id)
                             if feed is None:
                                 feed = self.feeds[market_id] = MarketFeed()
-                                self.partition_of[market_id] = tp.partition
-                            for raw in batch.events[skip:]:
+                            for raw in batch.events[count - fresh:]:
                                 feed.apply(decode(raw))
-                            self.events_applied += len(batch.events) - skip
-                            self.next_seq[market_id] = batch.first_seq + len(batch.events)
+                            self.events_applied += fresh
+                            self.applied_seq[market_id] = batch.first_seq + count - 1
                             dirty[market_id] = tp.partition
                         self.offsets[tp.partition] = record.offset + 1
                 if not self.ready.is_set():
@@ -423,8 +421,8 @@ def render_changes(feed: MarketFeed, market_id: str, changes: list[MarketChange]
     for runner_id, parts in merged.items():
         r: dict[str, Any] = {"id": runner_id}
         if "EX_ALL_OFFERS" in f:
-            back = parts[0].back if len(parts) == 1 else _merge([p.back for p in parts])
-            lay = parts[0].lay if len(parts) == 1 else _merge([p.lay for p in parts])
+            back = _merge([p.back for p in parts])
+            lay = _merge([p.lay for p in parts])
             if back:
                 r["atb"] = _pv(back)
             if lay:
@@ -441,7 +439,7 @@ def render_changes(feed: MarketFeed, market_id: str, changes: list[MarketChange]
                 r["batb" if "EX_BEST_OFFERS" in f else "bdatb"] = _lpv(bb)
             if bl:
                 r["batl" if "EX_BEST_OFFERS" in f else "bdatl"] = _lpv(bl)
-        traded = parts[0].traded if len(parts) == 1 else _merge([p.traded for p in parts])
+        traded = _merge([p.traded for p in parts])
         if traded:
             if "EX_TRADED" in f:
                 r["trd"] = _pv(traded)
@@ -459,6 +457,8 @@ def render_changes(feed: MarketFeed, market_id: str, changes: list[MarketChange]
 
 
 def _merge(deltas: list[list[tuple[int, int]]]) -> list[tuple[int, int]]:
+    if len(deltas) == 1:
+        return deltas[0]
     out: list[tuple[int, int]] = []
     for d in deltas:
         out = merge_level_deltas(out, d)
@@ -572,7 +572,6 @@ class StreamHub:
         self.feed.new_market_listeners.add(self._on_new_market)
         self.connections: set[StreamConnection] = set()
         self.encoder = msgspec.json.Encoder(decimal_format="number")
-        self.messages_sent = 0
         self._ticker: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -691,7 +690,6 @@ class StreamConnection:
             self.queue.put_nowait(None)
             return
         self.queue.put_nowait(text)
-        self.hub.messages_sent += 1
 
     def send_obj(self, obj) -> None:
         self.send(self.hub.encoder.encode(obj).decode())
@@ -864,7 +862,6 @@ class StreamConnection:
         self.status(msg.id)
 
     async def _ready(self) -> None:
-        self.hub.start()
         try:
             await asyncio.wait_for(self.hub.feed.ready.wait(), 60)
         except asyncio.TimeoutError:

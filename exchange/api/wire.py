@@ -662,12 +662,6 @@ class StreamConnection(msgspec.Struct, kw_only=True, rename="camel", tag_field="
     connection_id: str
 
 
-class StreamOrderEntryReply(msgspec.Struct, kw_only=True, tag_field="op", omit_defaults=True):
-    """The result of an order-entry message: ``op`` as asked, ``result`` API-NG's execution report."""
-
-    id: int | None
-    result: msgspec.Raw
-
 
 # --------------------------------------------------------------------------
 # History: listClearedOrders and getAccountStatement (read from PostgreSQL, written by the

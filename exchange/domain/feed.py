@@ -74,10 +74,6 @@ class OrderRecord(msgspec.Struct, gc=False, eq=False):
     def status(self) -> str:
         return EXECUTABLE if self.remaining else EXECUTION_COMPLETE
 
-    def average_price_hundredths(self) -> tuple[int, int]:
-        """(numerator, denominator) of the average matched price in hundredths; (0, 0) unmatched."""
-        return self.matched_value, self.matched
-
 
 class Changes(msgspec.Struct, gc=False):
     """What changed in one market since the last take_changes()."""
