@@ -301,13 +301,18 @@ async def _drive(spec: dict) -> dict:
             "unfinished": len(pending)}
 
 
-def _drive_in_process(spec: dict) -> dict:
+def run_uvloop(coroutine_function, *args):
+    """asyncio.run(coroutine_function(*args)) on uvloop when it is installed (generator processes)."""
     try:
         import uvloop
         uvloop.install()
     except ImportError:
         pass
-    return asyncio.run(_drive(spec))
+    return asyncio.run(coroutine_function(*args))
+
+
+def _drive_in_process(spec: dict) -> dict:
+    return run_uvloop(_drive, spec)
 
 
 def load(spec: dict, procs: int) -> dict:

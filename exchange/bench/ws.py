@@ -26,15 +26,10 @@ import multiprocessing
 import random
 import time
 
+from exchange.bench.http import percentile, run_uvloop
+
 REST_BACK = ("3", "3.5", "4", "5", "6")
 REST_LAY = ("2", "1.9", "1.8", "1.5")
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))], 2)
 
 
 def _url(spec: dict) -> str:
@@ -131,17 +126,8 @@ async def _orders_proc(spec: dict) -> dict:
             "cpu_fraction": (time.process_time() - cpu0) / max(1e-9, now() - start)}
 
 
-def _run(target, spec: dict) -> dict:
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    return asyncio.run(target(spec))
-
-
 def _orders_entry(spec: dict) -> dict:
-    return _run(_orders_proc, spec)
+    return run_uvloop(_orders_proc, spec)
 
 
 def ws_orders(spec: dict, procs: int) -> dict:
@@ -152,12 +138,12 @@ def ws_orders(spec: dict, procs: int) -> dict:
     else:
         with multiprocessing.get_context("fork").Pool(procs) as pool:
             parts = pool.map(_orders_entry, specs)
-    latencies = [x for p in parts for x in p["latencies"]]
+    latencies = sorted(x for p in parts for x in p["latencies"])
     accepted = sum(p["accepted"] for p in parts)
     return {"ws_orders_per_s": round(accepted / spec["seconds"], 1),
             "ws_answers": sum(p["answers"] for p in parts), "ws_failures": sum(p["failures"] for p in parts),
-            "ws_broken": sum(p["broken"] for p in parts), "ws_p50_ms": _percentile(latencies, 0.5),
-            "ws_p99_ms": _percentile(latencies, 0.99), "ws_connections": spec["connections"],
+            "ws_broken": sum(p["broken"] for p in parts), "ws_p50_ms": percentile(latencies, 0.5),
+            "ws_p99_ms": percentile(latencies, 0.99), "ws_connections": spec["connections"],
             "ws_window": spec["window"], "ws_loadgen_cpu": round(max(p["cpu_fraction"] for p in parts), 2),
             "ws_samples": {k: v for p in parts for k, v in p["samples"].items()}}
 
@@ -223,12 +209,7 @@ async def _fanout_proc(spec: dict, connected, go) -> dict:
 
 
 def _fanout_entry(spec: dict, connected, go, results) -> None:
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    results.put(asyncio.run(_fanout_proc(spec, connected, go)))
+    results.put(run_uvloop(_fanout_proc, spec, connected, go))
 
 
 async def _drive_market(spec: dict) -> dict:
@@ -279,15 +260,15 @@ def fanout(spec: dict, procs: int, progress) -> dict:
     progress(f"fanout: {total} subscribed connections in {time.perf_counter() - t0:.1f} s; "
              f"driving {spec['rate']} orders/s")
     go.set()
-    driver = _run(_drive_market, spec)
+    driver = run_uvloop(_drive_market, spec)
     parts = [results.get(timeout=120) for _ in children]
     for p in children:
         p.join(timeout=10)
-    delays = [x for p in parts for x in p["delays"]]
+    delays = sorted(x for p in parts for x in p["delays"])
     messages = sum(p["messages"] for p in parts)
     return {"fanout_connections": total, "fanout_messages_per_s": round(messages / spec["seconds"], 1),
-            "fanout_p50_ms": _percentile(delays, 0.5), "fanout_p99_ms": _percentile(delays, 0.99),
-            "fanout_max_ms": _percentile(delays, 1.0), "fanout_orders_sent": driver["sent"],
+            "fanout_p50_ms": percentile(delays, 0.5), "fanout_p99_ms": percentile(delays, 0.99),
+            "fanout_max_ms": percentile(delays, 1.0), "fanout_orders_sent": driver["sent"],
             "fanout_orders_accepted": driver["answers"].get("SUCCESS", 0),
             "fanout_rate": spec["rate"], "fanout_broken": sum(p["broken"] for p in parts),
             "fanout_samples": {k: v for p in parts for k, v in p["samples"].items()}}
