@@ -30,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Awaitable, Callable
 
 from exchange.domain.history import ClearedOrder, StatementItem
-from exchange.storage.platform import _LOCK_KEY, _SCHEMA_NAME
+from exchange.storage.platform import _LOCK_KEY, _SCHEMA_NAME, Filters
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -222,35 +222,27 @@ class HistoryStore:
         """The account's cleared orders in one status, oldest settlement first, with their
         catalogue names (None for a market the catalogue does not hold)."""
         s = self.s
-        where, args = ["c.account_id = $1", "c.bet_status = $2"], [account_id, bet_status]
-
-        def add(clause: str, *values) -> None:
-            names = []
-            for value in values:
-                args.append(value)
-                names.append(f"${len(args)}")
-            where.append(clause.format(*names))
-
+        f = Filters(["c.account_id = $1", "c.bet_status = $2"], [account_id, bet_status])
         if market_ids is not None:
-            add("c.market_id = ANY({0}::text[])", market_ids)
+            f.add("c.market_id = ANY({0}::text[])", market_ids)
         if bets is not None:
-            add("(c.market_id, c.bet_id) IN (SELECT * FROM unnest({0}::text[], {1}::bigint[]))",
-                [m for m, _ in bets], [b for _, b in bets])
+            f.add("(c.market_id, c.bet_id) IN (SELECT * FROM unnest({0}::text[], {1}::bigint[]))",
+                  [m for m, _ in bets], [b for _, b in bets])
         if runner_ids is not None:
-            add("c.selection_id = ANY({0}::bigint[])", runner_ids)
+            f.add("c.selection_id = ANY({0}::bigint[])", runner_ids)
         if event_ids is not None:
-            add("m.event_id = ANY({0}::text[])", event_ids)
+            f.add("m.event_id = ANY({0}::text[])", event_ids)
         if event_type_ids is not None:
-            add("e.event_type_id = ANY({0}::text[])", event_type_ids)
+            f.add("e.event_type_id = ANY({0}::text[])", event_type_ids)
         if side is not None:
-            add("c.side = {0}", side)
+            f.add("c.side = {0}", side)
         if customer_refs is not None:
-            add("c.customer_ref = ANY({0}::text[])", customer_refs)
+            f.add("c.customer_ref = ANY({0}::text[])", customer_refs)
         if settled_from is not None:
-            add("c.settled_at >= {0}", settled_from)
+            f.add("c.settled_at >= {0}", settled_from)
         if settled_to is not None:
-            add("c.settled_at <= {0}", settled_to)
-        args.extend([offset, limit])
+            f.add("c.settled_at <= {0}", settled_to)
+        offset_at, limit_at = f.param(offset), f.param(limit)
         return await self.db.fetch(
             f"""SELECT c.*, m.event_id, e.event_type_id, m.name AS market_name, m.market_type,
                        m.start_time AS market_start_time, m.number_of_winners, e.name AS event_name,
@@ -260,35 +252,32 @@ class HistoryStore:
                 LEFT JOIN {s}.events e ON e.event_id = m.event_id
                 LEFT JOIN {s}.event_types t ON t.event_type_id = e.event_type_id
                 LEFT JOIN {s}.runners r ON r.market_id = c.market_id AND r.selection_id = c.selection_id
-                WHERE {' AND '.join(where)}
+                WHERE {f.sql}
                 ORDER BY c.settled_at, c.market_id, c.bet_id
-                OFFSET ${len(args) - 1} LIMIT ${len(args)}""", *args)
+                OFFSET {offset_at} LIMIT {limit_at}""", *f.args)
 
     async def statement(self, account_id: str, *, kinds: list[str] | None = None,
                         item_from: datetime | None = None, item_to: datetime | None = None,
                         offset: int = 0, limit: int = 100) -> list:
         """The account's statement items, newest first, with their market's catalogue names."""
         s = self.s
-        where, args = ["i.account_id = $1"], [account_id]
+        f = Filters(["i.account_id = $1"], [account_id])
         if kinds is not None:
-            args.append(kinds)
-            where.append(f"i.kind = ANY(${len(args)}::text[])")
+            f.add("i.kind = ANY({0}::text[])", kinds)
         if item_from is not None:
-            args.append(item_from)
-            where.append(f"i.item_at >= ${len(args)}")
+            f.add("i.item_at >= {0}", item_from)
         if item_to is not None:
-            args.append(item_to)
-            where.append(f"i.item_at <= ${len(args)}")
-        args.extend([offset, limit])
+            f.add("i.item_at <= {0}", item_to)
+        offset_at, limit_at = f.param(offset), f.param(limit)
         return await self.db.fetch(
             f"""SELECT i.*, m.name AS market_name, m.market_type, m.start_time AS market_start_time,
                        m.event_id, m.commission_bp, e.event_type_id, e.name AS event_name
                 FROM {s}.statement_items i
                 LEFT JOIN {s}.markets m ON m.market_id = i.market_id
                 LEFT JOIN {s}.events e ON e.event_id = m.event_id
-                WHERE {' AND '.join(where)}
+                WHERE {f.sql}
                 ORDER BY i.item_at DESC, i.seq DESC, i.part DESC
-                OFFSET ${len(args) - 1} LIMIT ${len(args)}""", *args)
+                OFFSET {offset_at} LIMIT {limit_at}""", *f.args)
 
 
 class _connection:

@@ -111,6 +111,28 @@ def _account(row) -> Account:
                    row["currency"], row["requests_per_second"], row["burst"])
 
 
+class Filters:
+    """A WHERE clause grown from optional filters, each value an asyncpg parameter ($1, $2, ...).
+
+    ``add("x = ANY({0}::text[])", values)`` numbers its values in order; ``param(v)`` adds a
+    value for elsewhere in the query (OFFSET, LIMIT) and gives its placeholder.
+    """
+
+    def __init__(self, clauses: list[str], args: list):
+        self.clauses, self.args = list(clauses), list(args)
+
+    def param(self, value) -> str:
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+    def add(self, clause: str, *values) -> None:
+        self.clauses.append(clause.format(*(self.param(v) for v in values)))
+
+    @property
+    def sql(self) -> str:
+        return " AND ".join(self.clauses)
+
+
 class PlatformStore:
     def __init__(self, pool: asyncpg.Pool, schema: str):
         self.pool = pool
@@ -258,35 +280,30 @@ class PlatformStore:
                       start_to: datetime | None = None, limit: int = 1000,
                       order: str = "m.start_time, m.market_id") -> list:
         """Markets of the jurisdiction matching an API-NG MarketFilter, joined with event and type."""
-        where, args = ["m.jurisdiction = $1"], [jurisdiction]
-
-        def add(clause: str, value) -> None:
-            args.append(value)
-            where.append(clause.format(f"${len(args)}"))
-
+        f = Filters(["m.jurisdiction = $1"], [jurisdiction])
         if text:
-            add("(m.name ILIKE {0} OR e.name ILIKE {0})", f"%{text}%")
+            f.add("(m.name ILIKE {0} OR e.name ILIKE {0})", f"%{text}%")
         if event_type_ids is not None:
-            add("e.event_type_id = ANY({0}::text[])", event_type_ids)
+            f.add("e.event_type_id = ANY({0}::text[])", event_type_ids)
         if event_ids is not None:
-            add("m.event_id = ANY({0}::text[])", event_ids)
+            f.add("m.event_id = ANY({0}::text[])", event_ids)
         if market_ids is not None:
-            add("m.market_id = ANY({0}::text[])", market_ids)
+            f.add("m.market_id = ANY({0}::text[])", market_ids)
         if market_types is not None:
-            add("m.market_type = ANY({0}::text[])", market_types)
+            f.add("m.market_type = ANY({0}::text[])", market_types)
         if countries is not None:
-            add("e.country_code = ANY({0}::text[])", countries)
+            f.add("e.country_code = ANY({0}::text[])", countries)
         if start_from is not None:
-            add("m.start_time >= {0}", start_from)
+            f.add("m.start_time >= {0}", start_from)
         if start_to is not None:
-            add("m.start_time <= {0}", start_to)
-        args.append(limit)
+            f.add("m.start_time <= {0}", start_to)
+        limit_at = f.param(limit)
         return await self.pool.fetch(
             f"""SELECT m.*, e.name AS event_name, e.country_code, e.timezone, e.open_date,
                        e.event_type_id, t.name AS event_type_name
                 FROM {self.s}.markets m JOIN {self.s}.events e USING (event_id)
                 JOIN {self.s}.event_types t ON t.event_type_id = e.event_type_id
-                WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ${len(args)}""", *args)
+                WHERE {f.sql} ORDER BY {order} LIMIT {limit_at}""", *f.args)
 
     async def runners(self, market_ids: list[str]) -> dict[str, list]:
         rows = await self.pool.fetch(
