@@ -124,6 +124,7 @@ class BetIngress:
 
         self.s = Settings(**settings)
         self.Response = Response
+        _log_with_serve()
         # Codecs are built here, not at module level: Serve pickles deployment classes by value.
         self.encoder = msgspec.json.Encoder(decimal_format="number")
         self.envelope = msgspec.json.Decoder(wire.JsonRpcRequest)
@@ -839,6 +840,16 @@ class BetIngress:
         from exchange.domain.messages import VoidMarket
         return await self._lifecycle(VoidMarket(command_id=uuid.uuid4().hex, market_id=p.market_id),
                                      quiesce=True)
+
+
+def _log_with_serve() -> None:
+    """Our modules' INFO lines go where Serve writes the replica's log (logs/serve/replica_*.log)."""
+    ours, serve = logging.getLogger("exchange"), logging.getLogger("ray.serve")
+    if serve.handlers and not ours.handlers:
+        for handler in serve.handlers:
+            ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
 
 
 def _route(connection) -> str:

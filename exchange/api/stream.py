@@ -20,8 +20,11 @@ Owns two things of one ingress replica:
   updateOrders with API-NG's params, pipelined: each runs as soon as it arrives and is
   answered with its id when done, in whatever order they finish.
 
-Each connection has one writer task and a bounded queue: a client that does not read
-is disconnected rather than allowed to grow the replica's memory. Change messages are
+A message goes straight to the connection's socket when the socket takes it in order
+(exchange/api/wsdirect.py); otherwise (the socket is paused for backpressure, or the
+server is not one we can write to directly) to the connection's writer task through a
+bounded queue: a client that does not read is disconnected rather than allowed to grow
+the replica's memory. Change messages are
 rendered once per market and data filter and shared by all subscribers.
 """
 
@@ -39,6 +42,7 @@ from typing import Any, Callable
 import msgspec
 
 from exchange.api import convert, wire
+from exchange.api.wsdirect import DirectSocket, text_frame
 from exchange.domain.feed import (
     MarketFeed,
     OrderRecord,
@@ -573,6 +577,7 @@ class StreamHub:
         self.connections: set[StreamConnection] = set()
         self.encoder = msgspec.json.Encoder(decimal_format="number")
         self._ticker: asyncio.Task | None = None
+        self.direct_writes: bool | None = None       # known at the first connection
 
     def start(self) -> None:
         self.feed.start()
@@ -614,7 +619,7 @@ class StreamHub:
         clk = self.feed.clock
         pt = _now_ms()
         fragments: dict[tuple, bytes | None] = {}
-        texts: dict[tuple, str | None] = {}
+        texts: dict[tuple, tuple[str | None, bytes | None]] = {}
         players = None
         for conn in list(self.connections):
             sub = conn.market_sub
@@ -626,11 +631,12 @@ class StreamHub:
                     else:
                         key = (sub.id, sub.spec,
                                None if sub.market_ids is None else tuple(c.market_id for c in mine))
-                        text = texts.get(key, False)
-                        if text is False:
-                            text = texts[key] = conn.market_text(sub, mine, clk, pt, fragments)
-                        if text is not None:
-                            conn.send(text)
+                        entry = texts.get(key)
+                        if entry is None:
+                            text = conn.market_text(sub, mine, clk, pt, fragments)
+                            entry = texts[key] = (text, None if text is None else text_frame(text.encode()))
+                        if entry[0] is not None:
+                            conn.send(*entry)
                             sub.last_sent = now
             osub = conn.order_sub
             if osub is not None:
@@ -674,6 +680,8 @@ class StreamConnection:
         self.market_sub: MarketSubscription | None = None
         self.order_sub: OrderSubscription | None = None
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.backlog = 0                  # texts queued for the writer task and not yet sent
+        self.direct: DirectSocket | None = None
         self.closed = False
         self.in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.tasks: set[asyncio.Task] = set()
@@ -681,14 +689,23 @@ class StreamConnection:
 
     # -------------------------------------------------------------- sending
 
-    def send(self, text: str) -> None:
+    def send(self, text: str, frame: bytes | None = None) -> None:
+        """Sends now when the socket takes it in order, else queues for the writer task.
+
+        ``frame``: the text already framed (a fanned-out change is framed once for all).
+        """
         if self.closed:
+            return
+        direct = self.direct
+        if direct is not None and not self.backlog and direct.ready():
+            direct.write(frame if frame is not None else text_frame(text.encode()))
             return
         if self.queue.qsize() >= MAX_QUEUE:
             log.warning("stream %s: %d messages unread; disconnecting the slow client", self.id, MAX_QUEUE)
             self.closed = True
             self.queue.put_nowait(None)
             return
+        self.backlog += 1
         self.queue.put_nowait(text)
 
     def send_obj(self, obj) -> None:
@@ -707,6 +724,7 @@ class StreamConnection:
                 if text is None:
                     break
                 await ws.send_text(text)
+                self.backlog -= 1
         except Exception:
             pass
         finally:
@@ -786,6 +804,11 @@ class StreamConnection:
     async def run(self) -> None:
         ws = self.ws
         await ws.accept()
+        self.direct = DirectSocket.of(ws)
+        if self.hub.direct_writes is None:
+            self.hub.direct_writes = self.direct is not None
+            log.info("stream: %s", "frames go straight to each socket" if self.direct is not None
+                     else "no direct socket access (not uvicorn on this loop): frames go through ASGI sends")
         self.hub.connections.add(self)
         writer = asyncio.get_running_loop().create_task(self._writer())
         self.send_obj(wire.StreamConnection(connection_id=self.id))

@@ -69,9 +69,14 @@ HA = {"gcs": 36379, "dashboard": 38265, "serve": 18000, "node_base": 27100, "cli
 HA_TEMP = Path(f"/tmp/ray-bench-{HA['gcs']}")
 
 
+PHASES = ("fanout", "noop", "place1", "place_batched", "ws_orders")
+
+
 def add_arguments(p) -> None:
     p.add_argument("--modes", default="default_proxy,haproxy",
-                   help="comma-separated: default_proxy (the stack's Serve), haproxy (a throwaway Ray head)")
+                   help="comma-separated: haproxy (Serve's HAProxy ingress), default_proxy (Serve's Python "
+                        "proxy). The mode the stack runs (EXCHANGE_SERVE_EDGE, HAProxy by default) is "
+                        "measured on the stack's Serve, the other on a throwaway Ray head")
     p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each phase")
     p.add_argument("--max-requests", type=int, default=200_000, help="per phase, over all generator processes")
@@ -89,6 +94,9 @@ def add_arguments(p) -> None:
     p.add_argument("--fanout-procs", type=int, default=2, help="processes holding the subscribed connections")
     p.add_argument("--max-ongoing-requests", type=int, default=1280,
                    help="per replica; a stream connection holds one for its whole life")
+    p.add_argument("--phases", default=",".join(PHASES),
+                   help=f"comma-separated subset of {','.join(PHASES)} (all by default; a partial run "
+                        "lacks the keys of the phases it skips)")
     p.add_argument("--port", type=int, default=int(os.environ.get("EXCHANGE_SERVE_PORT", 8000)),
                    help="the stack's Serve HTTP port (default_proxy mode)")
 
@@ -658,18 +666,22 @@ def measure_mode(mode: str, args, env: dict, ray_address: str, port: int) -> dic
                   "seconds": args.seconds, "warmup": args.warmup, "max_requests": args.max_requests}
         # fan-out first: the stream's feed replays the whole market journal, and after the
         # order phases it would still be working through their backlog while measured
-        progress(f"{mode}: fan-out: subscribing {args.fanout_connections} connections to one market")
-        r = ws.fanout({**common, "market": markets[0], "connections": args.fanout_connections,
-                       "rate": args.fanout_rate}, args.fanout_procs, progress)
-        out.update(r)
-        progress(f"{mode}: fan-out: {r['fanout_messages_per_s']} messages/s to {r['fanout_connections']} "
-                 f"connections, delay p50 {r['fanout_p50_ms']} ms, p99 {r['fanout_p99_ms']} ms")
+        wanted = set(args.phases.split(","))
+        if "fanout" in wanted:
+            progress(f"{mode}: fan-out: subscribing {args.fanout_connections} connections to one market")
+            r = ws.fanout({**common, "market": markets[0], "connections": args.fanout_connections,
+                           "rate": args.fanout_rate}, args.fanout_procs, progress)
+            out.update(r)
+            progress(f"{mode}: fan-out: {r['fanout_messages_per_s']} messages/s to {r['fanout_connections']} "
+                     f"connections, delay p50 {r['fanout_p50_ms']} ms, p99 {r['fanout_p99_ms']} ms")
         phases = [("noop", "noop", {"kind": "noop", "instructions": 0, "connections": args.connections}),
                   ("place1", "place1", {"kind": "place", "instructions": 1, "connections": args.connections}),
                   (f"place{args.instructions}", "place_batched",
                    {"kind": "place", "instructions": args.instructions,
                     "connections": args.batched_connections})]
         for name, key, phase in phases:
+            if key not in wanted:
+                continue
             progress(f"{mode}: {name}, {phase['connections']} connections, "
                      f"{args.warmup:g}+{args.seconds:g} s")
             r = load({**common, **phase}, args.procs)
@@ -687,16 +699,18 @@ def measure_mode(mode: str, args, env: dict, ray_address: str, port: int) -> dic
                 out[f"{key}_accepted_per_s"] = round(r["accepted"] / window, 1)
             progress(f"{mode}: {name}: {r['rps']} req/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, "
                      f"generator cpu {r['loadgen_cpu']}")
-        from exchange.bench import ws
-
-        progress(f"{mode}: WebSocket order entry, {args.ws_connections} connections x {args.ws_window} in flight")
-        r = ws.ws_orders({**common, "connections": args.ws_connections, "window": args.ws_window}, args.procs)
-        out.update(r)
-        progress(f"{mode}: WebSocket order entry: {r['ws_orders_per_s']} orders/s, p50 {r['ws_p50_ms']} ms, "
-                 f"p99 {r['ws_p99_ms']} ms")
-        out["place_batched_instructions"] = args.instructions
-        out["batched_orders_per_s"] = out.pop("place_batched_orders_per_s")
-        out["ratio_place1_to_noop"] = round(out["place1_rps"] / out["noop_rps"], 3) if out["noop_rps"] else None
+        if "ws_orders" in wanted:
+            progress(f"{mode}: WebSocket order entry, {args.ws_connections} connections x {args.ws_window} "
+                     "in flight")
+            r = ws.ws_orders({**common, "connections": args.ws_connections, "window": args.ws_window}, args.procs)
+            out.update(r)
+            progress(f"{mode}: WebSocket order entry: {r['ws_orders_per_s']} orders/s, p50 {r['ws_p50_ms']} ms, "
+                     f"p99 {r['ws_p99_ms']} ms")
+        if "place_batched" in wanted:
+            out["place_batched_instructions"] = args.instructions
+            out["batched_orders_per_s"] = out.pop("place_batched_orders_per_s")
+        if out.get("noop_rps") and "place1_rps" in out:
+            out["ratio_place1_to_noop"] = round(out["place1_rps"] / out["noop_rps"], 3)
     finally:
         progress(f"{mode}: removing the app, its hosts and its schema")
         app.stop()
@@ -749,7 +763,8 @@ def run(args) -> dict:
             progress(f"{mode}: stopping the throwaway Ray head (its own processes only)")
             head.stop()
     # the interface keys: the production mode (HAProxy) when measured, else the default proxy
-    headline = next((m for m in ("haproxy", "default_proxy") if "noop_rps" in by_mode.get(m, {})), None)
+    headline = next((m for m in ("haproxy", "default_proxy")
+                     if m in by_mode and "not_measured" not in by_mode[m]), None)
     for key in ("noop_rps", "place1_rps", "batched_orders_per_s", "ws_orders_per_s", "fanout_p99_ms",
                 "fanout_messages_per_s"):
         result[key] = by_mode[headline].get(key) if headline else None
