@@ -64,7 +64,7 @@ class HistoryProjector:
 
     def __init__(self, bootstrap: str, dsn: str, jurisdiction: str, schema: str = "platform",
                  prefix: str = "exchange", partitions: int = 8, max_records: int = 5000,
-                 fail_point: Callable[[], Awaitable[None]] | None = None):
+                 gather_s: float = 0.1, fail_point: Callable[[], Awaitable[None]] | None = None):
         self.dsn = dsn
         self.jurisdiction = jurisdiction
         self.schema = schema
@@ -74,6 +74,7 @@ class HistoryProjector:
         self.wallets = JournalConfig(bootstrap=bootstrap, stream=f"wallets.{jurisdiction}",
                                      partitions=partitions, prefix=prefix)
         self.max_records = max_records
+        self.gather_s = gather_s      # after a short poll, let this much more arrive before the next
         self.fail_point = fail_point
         self.stats = ProjectorStats()
         self.ready = asyncio.Event()           # state loaded from PostgreSQL, tail assigned
@@ -145,6 +146,10 @@ class HistoryProjector:
                     async with self._progress:
                         self.done.update(reached)
                         self._progress.notify_all()
+                    if polled and sum(map(len, polled.values())) < self.max_records:
+                        # one PostgreSQL transaction per poll: under a steady trickle of
+                        # flushes, polling at once would commit one per flush
+                        await asyncio.sleep(self.gather_s)
             finally:
                 self._consumer = None
                 await consumer.stop()
