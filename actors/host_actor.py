@@ -167,10 +167,12 @@ class HostActor:
             self._metrics["latency"].observe(elapsed_ms)
 
     def latency_sample(self, reset: bool = True) -> list[tuple[float, int]]:
-        """(ms from a batch's arrival to its acknowledged reply, commands in it) since the last reset."""
+        """(ms from a batch's arrival to its acknowledged reply, commands in it) since the last
+        reset; a reset also restarts the journal's flush sample that stats() summarises."""
         sample = self._latencies
         if reset:
             self._latencies = []
+            self.core.journal.flush_ms.clear()
         return sample
 
     async def run_batch(self, commands: list) -> list:
@@ -186,5 +188,15 @@ class HostActor:
         return {"name": self.name, "aggregates": len(self.core.states), "commands": self.core.commands,
                 "flushes": journal.flushes, "records": journal.records, "events": journal.events,
                 "last_flush_ms": journal.last_flush_ms, "snapshots": journal.snapshots,
+                **_flush_percentiles(journal.flush_ms),
                 "max_gc_pause_ms": round(self.max_gc_pause_ms, 1),
                 "max_loop_lag_ms": round(self.max_loop_lag_ms, 1), "pid": os.getpid()}
+
+
+def _flush_percentiles(flush_ms) -> dict:
+    """p50/p99/max of the journal's latest flushes (begin to committed), in ms."""
+    xs = sorted(flush_ms)
+    if not xs:
+        return {}
+    return {"flush_p50_ms": round(xs[len(xs) // 2], 2), "flush_p99_ms": round(xs[int(len(xs) * 0.99)], 2),
+            "flush_max_ms": round(xs[-1], 2)}

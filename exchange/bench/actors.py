@@ -199,6 +199,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
                                                           order)
             rate, accepted = rate * per_command, accepted * per_command
         full = [s for h in market_hosts for s in await h.latency_sample.remote()]
+        await asyncio.gather(*(gw.handle("wallet", i).latency_sample.remote() for i in range(args.wallet_hosts)))
         result["orders_per_s"] = rate
         result["accepted_per_s"] = accepted
         p = weighted_percentiles(full)
@@ -232,9 +233,18 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
                 n += due
             await asyncio.sleep(tick)
         await asyncio.gather(*tasks)
+        half_elapsed = time.perf_counter() - start
+        # where the half-load latency goes: each host's journal flushes (begin to committed)
+        # over the phase, its worst event-loop lag and GC pause since it started
+        wallet_hosts = [gw.handle("wallet", i) for i in range(args.wallet_hosts)]
+        for h in market_hosts + wallet_hosts:
+            st = await h.stats.remote()
+            result.setdefault("half_load_hosts", {})[st["name"]] = {
+                k: st.get(k) for k in ("flushes", "flush_p50_ms", "flush_p99_ms", "flush_max_ms",
+                                       "max_loop_lag_ms", "max_gc_pause_ms")}
         half = [s for h in market_hosts for s in await h.latency_sample.remote()]
         p = weighted_percentiles(half)
-        result["half_load_orders_per_s"] = round(n * per_command / (time.perf_counter() - start))
+        result["half_load_orders_per_s"] = round(n * per_command / half_elapsed)
         result.update(p50_ms_half_load=p[0], p99_ms_half_load=p[1], p99_9_ms_half_load=p[2])
         result["e2e_p50_ms_half_load"], result["e2e_p99_ms_half_load"], _ = percentiles(e2e_half)
         result["ratio_to_ceiling"] = round(rate / max(ceiling, 1), 3)

@@ -25,6 +25,7 @@ already-encoded events, and await the returned future before they answer anyone
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from dataclasses import dataclass, field
@@ -166,6 +167,7 @@ class Journal:
         self.records = 0
         self.events = 0
         self.last_flush_ms = 0.0
+        self.flush_ms: collections.deque[float] = collections.deque(maxlen=10_000)   # the latest flushes
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -273,6 +275,7 @@ class Journal:
                 waiter.exception()
                 return
             self.last_flush_ms = (time.perf_counter() - started) * 1000
+            self.flush_ms.append(self.last_flush_ms)
             waiter.set_result(None)
 
     def _take_due_snapshots(self) -> dict[str, tuple[int, bytes]] | None:
