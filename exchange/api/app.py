@@ -617,6 +617,7 @@ class BetIngress:
                     status="SUCCESS", instruction=placed,
                     order_status="EXECUTION_COMPLETE" if r.size_matched >= size else "EXECUTABLE",
                     bet_id=convert.bet_id_to_api(p.market_id, r.bet_id), placed_date=now,
+                    average_price_matched=convert.average_price(r.matched_value, r.size_matched),
                     size_matched=convert.minor_to_units(r.size_matched))))
         return wire.ReplaceExecutionReport(status=status, error_code=error, market_id=p.market_id,
                                            customer_ref=p.customer_ref, instruction_reports=reports)

@@ -158,6 +158,7 @@ def result_to_place_report(params: wire.PlaceOrdersParams, result: CommandResult
             status="SUCCESS", instruction=ins,
             order_status="EXECUTION_COMPLETE" if done else "EXECUTABLE",
             bet_id=bet_id_to_api(params.market_id, r.bet_id), placed_date=now,
+            average_price_matched=average_price(r.matched_value, r.size_matched),
             size_matched=minor_to_units(r.size_matched)))
     return wire.PlaceExecutionReport(status=status, error_code=error, market_id=params.market_id,
                                      customer_ref=params.customer_ref, instruction_reports=reports)

@@ -39,7 +39,7 @@ from . import codes
 from .book import NO_ORDERS, RunnerBook
 from .context import Context
 from .exposure import REMOVED, Position, exposure
-from .ladder import _TICK_BY_TEXT, TICKS, parse_price
+from .ladder import _TICK_BY_TEXT, PRICES, TICKS, parse_price
 from .messages import (
     BACK,
     FAILURE,
@@ -1020,6 +1020,7 @@ def _place_one(state: MarketState, cmd: PlaceOrders, now: int) -> CommandResult:
         orders = state.orders
         first = state.matched_bets[ri]
         swings = 0
+        value = 0
         emptied = False
         last = makers[-1]
         for maker in makers:
@@ -1029,6 +1030,7 @@ def _place_one(state: MarketState, cmd: PlaceOrders, now: int) -> CommandResult:
             maker_id = maker.player_id
             fills.append(Fill(maker_bet_id=maker.bet_id, maker_player_id=maker_id, price_tick=tick_m, size=qty))
             profit = qty * ODDS_MINUS_ONE[tick_m] // 100
+            value += qty * PRICES[tick_m]
             if not maker.matched:
                 first.append(maker.bet_id)
             maker.remaining = rem - qty
@@ -1125,7 +1127,8 @@ def _place_one(state: MarketState, cmd: PlaceOrders, now: int) -> CommandResult:
     return CommandResult(
         command_id=cmd.command_id,
         status=SUCCESS,
-        reports=[InstructionReport(index=0, status=SUCCESS, bet_id=bet_id, size_matched=matched)],
+        reports=[InstructionReport(index=0, status=SUCCESS, bet_id=bet_id, size_matched=matched,
+                                   matched_value=value if crosses else 0)],
         events=[
             OrderPlaced(
                 market_id=state.market_id,
@@ -1159,14 +1162,16 @@ def _place_one_general(state: MarketState, cmd: PlaceOrders, now: int) -> Comman
         _on_expired(state, out[1])
     exposure_of = state.exposure_of
     exposures = {player_id: exposure_of(player_id)}
-    size_matched = 0
+    size_matched = value = 0
     for f in placed.fills:
         size_matched += f.size
+        value += f.size * PRICES[f.price_tick]
         exposures[f.maker_player_id] = exposure_of(f.maker_player_id)
     return CommandResult(
         command_id=cmd.command_id,
         status=SUCCESS,
-        reports=[InstructionReport(index=0, status=SUCCESS, bet_id=placed.bet_id, size_matched=size_matched)],
+        reports=[InstructionReport(index=0, status=SUCCESS, bet_id=placed.bet_id, size_matched=size_matched,
+                                   matched_value=value)],
         events=out,
         exposures=exposures,
         market_seq=state.seq,
@@ -1255,18 +1260,20 @@ def _handle_orders(state: MarketState, cmd, now: int, decide, market_version) ->
             reports.append(InstructionReport(index=index, status=FAILURE, error_code=out))
             continue
         bet_id = None
-        size_matched = 0
+        size_matched = value = 0
         for event in out:
             _EVOLVE[type(event)](state, event)
             if type(event) is OrderPlaced:
                 bet_id = event.bet_id
                 for f in event.fills:
                     size_matched += f.size
+                    value += f.size * PRICES[f.price_tick]
                     touched[f.maker_player_id] = None
             elif bet_id is None:
                 bet_id = event.bet_id
         events += out
-        reports.append(InstructionReport(index=index, status=SUCCESS, bet_id=bet_id, size_matched=size_matched))
+        reports.append(InstructionReport(index=index, status=SUCCESS, bet_id=bet_id, size_matched=size_matched,
+                                         matched_value=value))
     if failed == 0:
         status, error = SUCCESS, None
     elif failed == count:

@@ -483,6 +483,7 @@ class InstructionReport(Wire, frozen=True, kw_only=True):
     error_code: str | None = None
     bet_id: int | None = None
     size_matched: int = 0
+    matched_value: int = 0   # sum of fill size x price in hundredths: averagePriceMatched's numerator
 
 
 class CommandResult(Wire, frozen=True, kw_only=True):

@@ -192,6 +192,7 @@ class Venue:
                     error_code=report.error_code,
                     bet_id=report.bet_id,
                     size_matched=report.size_matched,
+                    matched_value=report.matched_value,
                 )
             )
         if failed == 0:

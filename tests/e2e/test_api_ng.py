@@ -263,6 +263,7 @@ def test_a_trading_day(bettor, operator):
                          instructions=[limit(1, "BACK", 3.0, 4, persistenceType="PERSIST")])
     report = back["instructionReports"][0]
     assert back["status"] == "SUCCESS" and report["sizeMatched"] == 4 and report["orderStatus"] == "EXECUTION_COMPLETE"
+    assert report["averagePriceMatched"] == 3.0
     again = alice.betting("placeOrders", marketId=market, customerRef="day-1",
                           instructions=[limit(1, "BACK", 3.0, 4)])
     assert again["status"] == "FAILURE" and again["errorCode"] == "DUPLICATE_TRANSACTION"

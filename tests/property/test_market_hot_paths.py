@@ -66,7 +66,8 @@ def reference_handle(state, cmd, ctx):
         fills = out[0].fills if kind is m.PlaceOrders else []
         touched = [cmd.player_id] + [f.maker_player_id for f in fills]
         report = m.InstructionReport(
-            index=0, status=m.SUCCESS, bet_id=out[0].bet_id, size_matched=sum(f.size for f in fills)
+            index=0, status=m.SUCCESS, bet_id=out[0].bet_id, size_matched=sum(f.size for f in fills),
+            matched_value=sum(f.size * ladder.PRICES[f.price_tick] for f in fills),
         )
         return state, m.CommandResult(
             command_id=cmd.command_id,

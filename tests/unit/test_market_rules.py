@@ -59,6 +59,8 @@ def test_a_back_takes_resting_lays_at_or_above_its_price_best_first_at_their_pri
     result = when(state, back("alice", A, "3.0", 800))
     assert fills_of(result) == [("carol", "3.1", 500), ("bob", "3", 300)]
     assert result.reports[0].size_matched == 800
+    # averagePriceMatched's numerator: (500 x 3.10 + 300 x 3.00) in hundredths -> 3.0625
+    assert result.reports[0].matched_value == 500 * 310 + 300 * 300
     assert state.books[0].best_lay == tick("3.0")  # bob's 200 left
     assert result.exposures.keys() == {"alice", "carol", "bob"}
 
