@@ -17,6 +17,7 @@ import os
 import time
 
 from exchange.journal import JournalConfig, JournalFailed
+from exchange.stats import percentile
 
 from actors.host_core import AggregateKind, HostCore
 
@@ -198,5 +199,5 @@ def _flush_percentiles(flush_ms) -> dict:
     xs = sorted(flush_ms)
     if not xs:
         return {}
-    return {"flush_p50_ms": round(xs[len(xs) // 2], 2), "flush_p99_ms": round(xs[int(len(xs) * 0.99)], 2),
-            "flush_max_ms": round(xs[-1], 2)}
+    return {"flush_p50_ms": percentile(xs, 0.5), "flush_p99_ms": percentile(xs, 0.99),
+            "flush_max_ms": percentile(xs, 1.0)}

@@ -51,6 +51,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
+from exchange.stats import percentile
+
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 APP_KEY = "bench-http"
@@ -103,12 +105,6 @@ def add_arguments(p) -> None:
 
 def progress(message: str) -> None:
     print(f"[http bench] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    return round(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))], 2)
 
 
 # ---------------------------------------------------------------- a cheap HTTP/1.1 client

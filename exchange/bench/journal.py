@@ -19,6 +19,8 @@ import uuid
 
 import msgspec
 
+from exchange.stats import percentile
+
 EVENT_BYTES = 100
 
 
@@ -31,12 +33,6 @@ def add_arguments(p) -> None:
 
 def run(args) -> dict:
     return asyncio.run(_run(args))
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
 async def raw_produce(bootstrap: str, topic: str, seconds: float) -> float:
@@ -90,14 +86,14 @@ async def journal_appends(bootstrap: str, prefix: str, seconds: float, writers: 
     flushes = journal.flushes - flushes0
     records = journal.records
     await journal.stop()
-    latencies.sort()
+    ms = sorted(x * 1000 for x in latencies)
     return {
         "journal_per_s": round(done / elapsed),
         "journal_flushes_per_s": round(flushes / elapsed, 1),
         "journal_events_per_flush": round(done / max(flushes, 1), 1),
         "journal_records_per_s": round(records / elapsed),
-        "journal_p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
-        "journal_p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "journal_p50_ms": percentile(ms, 0.50) or 0.0,
+        "journal_p99_ms": percentile(ms, 0.99) or 0.0,
     }
 
 

@@ -26,7 +26,8 @@ import multiprocessing
 import random
 import time
 
-from exchange.bench.http import percentile, run_uvloop
+from exchange.bench.http import run_uvloop
+from exchange.stats import percentile
 
 REST_BACK = ("3", "3.5", "4", "5", "6")
 REST_LAY = ("2", "1.9", "1.8", "1.5")
