@@ -24,8 +24,8 @@ A message goes straight to the connection's socket when the socket takes it in o
 (exchange/api/wsdirect.py); otherwise (the socket is paused for backpressure, or the
 server is not one we can write to directly) to the connection's writer task through a
 bounded queue: a client that does not read is disconnected rather than allowed to grow
-the replica's memory. Change messages are
-rendered once per market and data filter and shared by all subscribers.
+the replica's memory. Change messages are rendered once per market and data filter and
+shared by all subscribers.
 """
 
 from __future__ import annotations

@@ -89,6 +89,3 @@ class DirectSocket:
 
     def write(self, frame: bytes) -> None:
         self.transport.write(frame)
-
-    def buffered(self) -> int:
-        return self.transport.get_write_buffer_size()

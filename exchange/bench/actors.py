@@ -161,6 +161,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
                               for _ in range(per_command)])
 
         market_hosts = [gw.handle("market", i) for i in range(args.market_hosts)]
+        wallet_hosts = [gw.handle("wallet", i) for i in range(args.wallet_hosts)]
         await asyncio.gather(*(h.latency_sample.remote() for h in market_hosts))
         result["driver"] = args.driver
         if args.driver == "batch":
@@ -199,7 +200,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
                                                           order)
             rate, accepted = rate * per_command, accepted * per_command
         full = [s for h in market_hosts for s in await h.latency_sample.remote()]
-        await asyncio.gather(*(gw.handle("wallet", i).latency_sample.remote() for i in range(args.wallet_hosts)))
+        await asyncio.gather(*(h.latency_sample.remote() for h in wallet_hosts))
         result["orders_per_s"] = rate
         result["accepted_per_s"] = accepted
         p = weighted_percentiles(full)
@@ -236,7 +237,6 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         half_elapsed = time.perf_counter() - start
         # where the half-load latency goes: each host's journal flushes (begin to committed)
         # over the phase, its worst event-loop lag and GC pause since it started
-        wallet_hosts = [gw.handle("wallet", i) for i in range(args.wallet_hosts)]
         for h in market_hosts + wallet_hosts:
             st = await h.stats.remote()
             result.setdefault("half_load_hosts", {})[st["name"]] = {
