@@ -191,7 +191,10 @@ class HostActor:
                 "last_flush_ms": journal.last_flush_ms, "snapshots": journal.snapshots,
                 **_flush_percentiles(journal.flush_ms),
                 "max_gc_pause_ms": round(self.max_gc_pause_ms, 1),
-                "max_loop_lag_ms": round(self.max_loop_lag_ms, 1), "pid": os.getpid()}
+                "max_loop_lag_ms": round(self.max_loop_lag_ms, 1),
+                "gc_collections": [g["collections"] for g in gc.get_stats()],
+                "gc_collected": [g["collected"] for g in gc.get_stats()],
+                "gc_frozen": gc.get_freeze_count(), "journal": journal.state(), "pid": os.getpid()}
 
 
 def _flush_percentiles(flush_ms) -> dict:

@@ -783,10 +783,35 @@ def check_ports(parts: list[Part]) -> None:
                          "(see cluster/stack.py PORTS)")
 
 
+# What the data under STATE means. Layout 2 (2026-12-01): every record in a host's journal
+# counts (hosts hold a transaction open as a fencing lease instead of committing one per
+# flush, and readers read uncommitted). A log written under layout 1 may hold aborted
+# batches that nobody was ever answered for; rather than misread them, `up` wipes the
+# Kafka and PostgreSQL data of an older layout (the projections derive from the logs).
+DATA_LAYOUT = "2"
+
+
+def check_layout(parts: list["Part"]) -> None:
+    marker = STATE / "data-layout"
+    have = marker.read_text().strip() if marker.exists() else "1"
+    if have == DATA_LAYOUT:
+        return
+    old = [p for p in parts if p.name in ("kafka", "postgres") and (p.dir / "data").exists()]
+    running = [p.name for p in old if p.running()]
+    if running:
+        raise StackError(f"{', '.join(running)} run(s) with data of layout {have}, this code writes "
+                         f"layout {DATA_LAYOUT}: run `cluster/stack.py down`, then `up` wipes that data")
+    for p in old:
+        say(p.name, f"data layout {have} -> {DATA_LAYOUT}: wiping {p.dir / 'data'}")
+        shutil.rmtree((p.dir / "data").resolve())
+    marker.write_text(DATA_LAYOUT + "\n")
+
+
 def cmd_up(_args) -> int:
     STATE.mkdir(parents=True, exist_ok=True)
     parts = [cls() for cls in PARTS]
     check_ports(parts)
+    check_layout(parts)
     started: list[Part] = []
     try:
         for part in parts:

@@ -3,9 +3,9 @@
 Owns two things of one ingress replica:
 
 - ``FeedSource``: a tail of the jurisdiction's market journal (the Kafka events topic
-  the market hosts commit to, read_committed), replayed from the start into one
+  the market hosts write to: every record in it counts), replayed from the start into one
   ``MarketFeed`` per market (exchange/domain/feed.py). So the stream never shows a
-  state that is not durable: what a subscriber sees was committed first. After each
+  state that is not durable: what a subscriber sees was acknowledged (acks=all) first. After each
   poll it turns what changed into ``MarketChange``s (ladder deltas in ticks and minor
   units), keeps the newest in a bounded history for resumption, and hands them to the
   connections. The clock (clk) is the Kafka position of every partition the replica
@@ -189,7 +189,7 @@ class FeedSource:
 
         await ensure_topics(self.config)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.config.bootstrap, enable_auto_commit=False,
-                                    isolation_level="read_committed", group_id=None,
+                                    isolation_level="read_uncommitted", group_id=None,
                                     max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=20)
         await consumer.start()
         try:

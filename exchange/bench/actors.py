@@ -235,13 +235,15 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
             await asyncio.sleep(tick)
         await asyncio.gather(*tasks)
         half_elapsed = time.perf_counter() - start
-        # where the half-load latency goes: each host's journal flushes (begin to committed)
-        # over the phase, its worst event-loop lag and GC pause since it started
+        # where the half-load latency goes: each host's journal flushes (start to acknowledged)
+        # over the phase; since it started: its worst event-loop lag and GC pause, and its
+        # collections and objects collected per generation
         for h in market_hosts + wallet_hosts:
             st = await h.stats.remote()
             result.setdefault("half_load_hosts", {})[st["name"]] = {
                 k: st.get(k) for k in ("flushes", "flush_p50_ms", "flush_p99_ms", "flush_max_ms",
-                                       "max_loop_lag_ms", "max_gc_pause_ms")}
+                                       "max_loop_lag_ms", "max_gc_pause_ms", "gc_collections",
+                                       "gc_collected")}
         half = [s for h in market_hosts for s in await h.latency_sample.remote()]
         p = weighted_percentiles(half)
         result["half_load_orders_per_s"] = round(n * per_command / half_elapsed)

@@ -1,8 +1,8 @@
 """The history projector: a jurisdiction's market and wallet journals into PostgreSQL.
 
 Owns the tail of both journals of one jurisdiction (``{prefix}.markets.{j}.events`` and
-``{prefix}.wallets.{j}.events``, read_committed: a host's aborted transactions never
-count) from the positions stored in PostgreSQL, the pure projection
+``{prefix}.wallets.{j}.events``; every record in them counts, see exchange/journal)
+from the positions stored in PostgreSQL, the pure projection
 (exchange/domain/history.py) over it, and the writes (exchange/history/store.py):
 
 - one poll of both topics = one batch = one PostgreSQL transaction holding its rows,
@@ -21,8 +21,7 @@ Restart cost: the open markets' events come back from PostgreSQL, the rest from 
 stored positions on; the per-aggregate sequence numbers and balances are read on first
 sight of an aggregate (one query per poll for all the new ones).
 
-Must never write a row outside a batch transaction, read a topic without
-read_committed, or skip the sequence check.
+Must never write a row outside a batch transaction or skip the sequence check.
 """
 
 from __future__ import annotations
@@ -120,7 +119,7 @@ class HistoryProjector:
             await ensure_topics(self.markets)
             await ensure_topics(self.wallets)
             consumer = AIOKafkaConsumer(bootstrap_servers=self.markets.bootstrap, enable_auto_commit=False,
-                                        isolation_level="read_committed", group_id=None,
+                                        isolation_level="read_uncommitted", group_id=None,
                                         auto_offset_reset="earliest",
                                         max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_wait_ms=100)
             await consumer.start()

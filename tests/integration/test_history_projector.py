@@ -21,7 +21,7 @@ from exchange.domain.history import HistoryProjection
 from exchange.domain.venue import Venue
 from exchange.history.projector import HistoryProjector
 from exchange.history.store import HistoryStore, ms_to_time
-from exchange.journal import Journal, JournalConfig, ensure_topics
+from exchange.journal import Journal, JournalConfig, JournalFailed, ensure_topics
 from exchange.journal.records import EventBatch, batch_encoder
 
 pytestmark = pytest.mark.stack
@@ -132,23 +132,26 @@ class Journals:
             futures.append(journal.append(aggregate, [m.msgpack_encoder.encode(e)]))
         await asyncio.gather(*futures)
 
-    async def raw(self, kind: str, batches: list[EventBatch], abort: bool = False) -> None:
-        """A record written outside the hosts' journals: a replay of old batches, or an
-        aborted transaction (which read_committed consumers must never see)."""
+    async def raw(self, kind: str, batches: list[EventBatch]) -> None:
+        """A record written outside the hosts' journals: a replay of old batches."""
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, transactional_id=f"replay-{uuid.uuid4().hex}")
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True)
         await producer.start()
         try:
-            await producer.begin_transaction()
             await producer.send_and_wait(self.configs[kind].events_topic, batch_encoder.encode(batches),
                                          partition=0)
-            if abort:
-                await producer.abort_transaction()
-            else:
-                await producer.commit_transaction()
         finally:
             await producer.stop()
+
+    async def fence(self, kind: str, aggregate_id: str) -> Journal:
+        """Starts a successor of the journal that holds the aggregate: that one is a zombie now."""
+        from actors.directory import host_index
+
+        p = host_index(aggregate_id, PARTITIONS)
+        successor = Journal(self.configs[kind], p)
+        await successor.start()
+        return successor
 
 
 def as_batch(aggregate_id: str, events: list) -> EventBatch:
@@ -237,7 +240,7 @@ async def test_rows_are_written_exactly_once_across_crashes_replays_and_restarts
     await stop(task)
 
     # Arrange: the open market completes, a third is voided, money moves; a host replays old
-    # batches; an aborted transaction holds a deposit nobody made
+    # batches; a fenced (zombie) wallet journal tries to write a deposit nobody made
     day.bet(second, "bob", "BACK", "2.0", 200, runner=2)
     day.operate(m.TurnInPlay, second)
     day.operate(m.SettleMarket, second, winners=[3])
@@ -251,8 +254,15 @@ async def test_rows_are_written_exactly_once_across_crashes_replays_and_restarts
     alice_events = [e for e in day.venue.journal if isinstance(e, m.WALLET_EVENTS) and e.wallet_id == "alice"]
     await journals.raw("markets", [as_batch(first, first_events)])
     await journals.raw("wallets", [as_batch("alice", alice_events[:3])])
-    await journals.raw("wallets", [as_batch("alice", [m.FundsDeposited(
-        wallet_id="alice", seq=len(alice_events) + 1, at=day.clock, command_id="ghost", amount=10**6)])], abort=True)
+    from actors.directory import host_index
+
+    successor = await journals.fence("wallets", "alice")
+    zombie = journals.journals["wallets", host_index("alice", PARTITIONS)]
+    ghost = m.FundsDeposited(wallet_id="alice", seq=len(alice_events) + 1, at=day.clock, command_id="ghost",
+                             amount=10**6)
+    with pytest.raises(JournalFailed):
+        await zombie.append("alice", [m.msgpack_encoder.encode(ghost)])
+    await successor.stop()
 
     # Act: a second projector is killed inside its first transaction, a third finishes
     stuck = asyncio.Event()

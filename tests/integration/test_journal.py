@@ -114,3 +114,33 @@ async def test_a_flush_larger_than_a_kafka_record_is_split_and_recovered(config)
     await successor.stop()
     assert recovered["huge"].events == big
     assert recovered["small"].events == [ev("small", 1)]
+
+
+async def test_a_flush_the_broker_never_answers_fails_the_journal_in_time(config):
+    """A frozen broker (SIGSTOP: connections open, no answers) must not hang the host:
+    the flush watchdog fails the journal after flush_timeout_s, so the host exits and
+    recovers (crash-only) instead of waiting on a producer that may never resend."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    state = Path(os.environ.get("EXCHANGE_STATE_DIR", Path(__file__).resolve().parents[2] / "state"))
+    broker = int((state / "kafka" / "pid").read_text().split()[0])
+    cfg = JournalConfig(**{**config.__dict__, "flush_timeout_s": 1.0})
+    journal = Journal(cfg, partition=0)
+    await journal.start()
+    await journal.append("w1", [ev("w1", 1)])
+    os.kill(broker, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(JournalFailed):
+            await asyncio.wait_for(journal.append("w1", [ev("w1", 2)]), 10)
+        waited = time.monotonic() - started
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    assert 0.9 <= waited < 5, waited
+    assert journal.failed is not None
+    with pytest.raises(JournalFailed):
+        journal.append("w1", [ev("w1", 3)])
+    await journal.stop()
