@@ -235,8 +235,8 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
             await asyncio.sleep(tick)
         await asyncio.gather(*tasks)
         half_elapsed = time.perf_counter() - start
-        # where the half-load latency goes: each host's journal flushes (start to acknowledged)
-        # over the phase; since it started: its worst event-loop lag and GC pause, and its
+        # where the half-load latency goes: each host's journal flushes (start to acknowledged),
+        # its worst event-loop lag and GC pause over the phase; since it started: its
         # collections and objects collected per generation
         for h in market_hosts + wallet_hosts:
             st = await h.stats.remote()
@@ -245,6 +245,13 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
                                        "max_loop_lag_ms", "max_gc_pause_ms", "gc_collections",
                                        "gc_collected")}
         half = [s for h in market_hosts for s in await h.latency_sample.remote()]
+        # what the frozen young survivors held back from the collector (actors/host_actor.py):
+        # one full sweep per host after the phases, its objects collected and its pause
+        for h in market_hosts + wallet_hosts:
+            sweep = await h.gc_sweep.remote()
+            name = (await h.stats.remote())["name"]
+            result["half_load_hosts"][name].update(gc_sweep_collected=sweep["collected"],
+                                                   gc_sweep_ms=sweep["ms"])
         p = weighted_percentiles(half)
         result["half_load_orders_per_s"] = round(n * per_command / half_elapsed)
         result.update(p50_ms_half_load=p[0], p99_ms_half_load=p[1], p99_9_ms_half_load=p[2])

@@ -57,3 +57,31 @@ async def test_hosts_export_commands_latency_and_journal_metrics(ray_session, st
             await asyncio.sleep(2)
     finally:
         remove_hosts(hosts)
+
+
+async def test_a_host_reports_its_collector_and_journal_and_sweeps_on_demand(ray_session, stack):
+    """stats() says where the journal's flush loop is and what the collector did; gc_sweep
+    collects everything once (frozen objects included) and freezes the survivors again."""
+    from actors.deploy import deploy_hosts, remove_hosts
+    from actors.gateway import Gateway
+
+    tag = uuid.uuid4().hex[:6]
+    hosts = deploy_hosts("ca-on", stack["env"]["EXCHANGE_KAFKA_BOOTSTRAP"], 1, 1,
+                         namespace=f"gc-{tag}", prefix=f"gc{tag}")
+    try:
+        gw = Gateway(hosts)
+        market = f"1.{tag}"
+        await gw.operate(DefineMarket(command_id=f"d{tag}", market_id=market, runners=[1, 2]))
+        await gw.operate(OpenMarket(command_id=f"o{tag}", market_id=market))
+        host = gw.handle("market", 0)
+        stats = await host.stats.remote()
+        assert stats["gc_frozen"] > 0, "recovered state is frozen out of the collector's sight"
+        assert len(stats["gc_collections"]) == 3 and len(stats["gc_collected"]) == 3
+        journal = stats["journal"]
+        assert journal["failed"] == "None" and journal["in_transaction"] is True   # the lease is open
+        assert journal["transaction_state"].endswith("IN_TRANSACTION")
+        sweep = await host.gc_sweep.remote()
+        assert sweep["frozen_after"] > 0, "the sweep freezes what survives it"
+        assert sweep["frozen_before"] > 0 and sweep["collected"] >= 0
+    finally:
+        remove_hosts(hosts)
