@@ -97,15 +97,15 @@ class HostActor:
     # ---------------------------------------------------------------- the collector
     #
     # A host's heap is mostly long-lived state (books, orders, wallets) that reference
-    # counting frees when it goes; the cyclic collector finds almost nothing in it (a few
-    # hundred objects per minute under load: `gc_sweep` reports them). Yet CPython's older
+    # counting frees when it goes; the cyclic collector finds next to nothing in it (a full
+    # sweep after the actors benchmark's phases collected 0 objects). Yet CPython's older
     # generations are scanned whole: with orders resting at thousands per second, a gen-1
     # or gen-2 pass took 30-55 ms, the tail of the host latency. So whatever survives a
-    # young (gen-0) collection is frozen at once (gc.freeze: O(1), moves it out of every
-    # generation), and older collections find next to nothing to scan. What that costs:
-    # cycles that die after surviving a young collection are not freed until the next
+    # collection is frozen at once (gc.freeze: O(1), moves it out of every generation),
+    # and each collection scans only what was allocated since the last one. What that
+    # costs: cycles that die after surviving a collection are not freed until the next
     # sweep, which unfreezes and collects everything once every GC_SWEEP_EVERY_S (a pause
-    # proportional to the heap, logged with its figures).
+    # proportional to the heap, 60-420 ms in the benchmark, logged with its figures).
     # Young collections run every 10,000 net allocations rather than 50,000: each then
     # scans a fifth as much (a worst pause of 2-6 ms instead of 19-37 ms at half load).
 
