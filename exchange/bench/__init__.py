@@ -14,6 +14,7 @@ from __future__ import annotations
 BENCHMARKS: dict[str, str] = {
     "matching": "exchange.bench.matching",
     "journal": "exchange.bench.journal",
+    "flushcost": "exchange.bench.flushcost",
     "actors": "exchange.bench.actors",
     "memory": "exchange.bench.memory",
     "http": "exchange.bench.http",
