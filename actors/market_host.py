@@ -279,7 +279,7 @@ class MarketHost(HostActor):
                             "side": "BACK" if o.is_back else "LAY", "tick": o.tick, "size": o.size,
                             "remaining": o.remaining, "matched": o.matched, "persistence": o.persistence,
                             "time_in_force": o.time_in_force, "customer_ref": o.customer_ref,
-                            "placed_at": o.placed_at})
+                            "placed_at": o.placed_at, "matched_value": o.matched_value})
         return out
 
     async def profit_and_loss(self, player_id: str, market_ids: list[str], include_settled: bool = False,

@@ -169,7 +169,8 @@ def order_record_to_view(market_id: str, o) -> dict:
     return {"market_id": market_id, "bet_id": o.bet_id, "selection_id": o.runner_id, "side": o.side,
             "tick": o.tick, "size": o.size, "remaining": o.remaining, "matched": o.matched,
             "persistence": o.persistence, "time_in_force": o.time_in_force, "customer_ref": o.customer_ref,
-            "placed_at": o.placed_at, "lapsed": o.lapsed, "cancelled": o.cancelled, "voided": o.voided}
+            "placed_at": o.placed_at, "lapsed": o.lapsed, "cancelled": o.cancelled, "voided": o.voided,
+            "matched_value": o.matched_value}
 
 
 def order_view_to_summary(view: dict, regulator: str) -> wire.CurrentOrderSummary:
@@ -186,6 +187,7 @@ def order_view_to_summary(view: dict, regulator: str) -> wire.CurrentOrderSummar
         placed_date=ms_to_datetime(view["placed_at"]), size_matched=minor_to_units(matched),
         size_remaining=minor_to_units(remaining), size_lapsed=minor_to_units(lapsed),
         size_cancelled=minor_to_units(cancelled), size_voided=minor_to_units(view.get("voided", 0)),
+        average_price_matched=average_price(view["matched_value"], matched),
         regulator_code=regulator, customer_order_ref=view["customer_ref"])
 
 
@@ -198,6 +200,7 @@ def order_view_to_order(view: dict) -> wire.Order:
         bsp_liability=ZERO, placed_date=ms_to_datetime(view["placed_at"]),
         size_matched=minor_to_units(matched), size_remaining=minor_to_units(remaining),
         size_lapsed=ZERO, size_cancelled=minor_to_units(size - remaining - matched), size_voided=ZERO,
+        average_price_matched=average_price(view["matched_value"], matched),
         customer_order_ref=view["customer_ref"])
 
 

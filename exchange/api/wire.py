@@ -222,6 +222,7 @@ class Order(Reply, kw_only=True):
     size_lapsed: Number
     size_cancelled: Number
     size_voided: Number
+    average_price_matched: Number | None = None
     customer_order_ref: str | None = None
 
 
@@ -408,6 +409,7 @@ class CurrentOrderSummary(Reply, kw_only=True):
     size_cancelled: Number
     size_voided: Number
     regulator_code: str
+    average_price_matched: Number | None = None
     customer_order_ref: str | None = None
 
 

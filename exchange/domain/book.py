@@ -145,6 +145,7 @@ class RunnerBook:
         """A resting order at the front of its level was matched for ``qty``."""
         order.remaining -= qty
         order.matched += qty
+        order.matched_value += qty * PRICES[order.tick]
         if order.remaining == 0:
             tick = order.tick
             if order.is_back:

@@ -644,7 +644,7 @@ def _on_placed(s: MarketState, e: OrderPlaced) -> MarketState:
     if pos is None:
         pos = _new_position(s, player_id)
     size = e.size
-    matched = 0
+    matched = value = 0
     if e.fills:
         book = s.books[ri]
         orders = s.orders
@@ -679,6 +679,7 @@ def _on_placed(s: MarketState, e: OrderPlaced) -> MarketState:
             if not maker.remaining:
                 del orders[maker.bet_id]
             matched += qty
+            value += qty * PRICES[f.price_tick]
         first.append(e.bet_id)
     remaining = size - matched
     if remaining:
@@ -696,6 +697,7 @@ def _on_placed(s: MarketState, e: OrderPlaced) -> MarketState:
             e.time_in_force,
             e.customer_ref,
             e.at,
+            value,
         )
         s.orders[e.bet_id] = order
         if is_back:
@@ -1030,11 +1032,13 @@ def _place_one(state: MarketState, cmd: PlaceOrders, now: int) -> CommandResult:
             maker_id = maker.player_id
             fills.append(Fill(maker_bet_id=maker.bet_id, maker_player_id=maker_id, price_tick=tick_m, size=qty))
             profit = qty * ODDS_MINUS_ONE[tick_m] // 100
-            value += qty * PRICES[tick_m]
+            fill_value = qty * PRICES[tick_m]
+            value += fill_value
             if not maker.matched:
                 first.append(maker.bet_id)
             maker.remaining = rem - qty
             maker.matched += qty
+            maker.matched_value += fill_value
             mpos = positions[maker_id]
             if is_back:  # the maker lays: its unmatched liability turns matched (see _on_placed)
                 if rem == qty:
@@ -1087,7 +1091,8 @@ def _place_one(state: MarketState, cmd: PlaceOrders, now: int) -> CommandResult:
                 book.best_back = t
     remaining = size - matched
     if remaining:
-        order = Order(bet_id, player_id, ri, is_back, tick, size, remaining, matched, persistence, None, ref, now)
+        order = Order(bet_id, player_id, ri, is_back, tick, size, remaining, matched, persistence, None, ref, now,
+                      value if crosses else 0)
         state.orders[bet_id] = order
         if is_back:
             pos.lose[ri] -= remaining

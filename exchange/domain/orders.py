@@ -40,6 +40,7 @@ class Order(msgspec.Struct, gc=False, eq=False):
     time_in_force: str | None
     customer_ref: str | None
     placed_at: int
+    matched_value: int = 0   # sum of fill size x price in hundredths: averagePriceMatched's numerator
 
     def snapshot(self) -> tuple:
         return msgspec.structs.astuple(self)

@@ -237,6 +237,25 @@ def test_prices_and_sizes_convert_exactly_at_the_edge(bettor, operator):
     assert eventually(lambda: funds(client)["availableToBetBalance"] == 47.5)
 
 
+def test_current_orders_carry_the_average_price_matched(bettor, operator):
+    alice, bob = bettor(funds="100"), bettor(funds="100")
+    market = new_market(operator)
+    bob.betting("placeOrders", marketId=market, instructions=[limit(1, "LAY", 3.5, 2), limit(1, "LAY", 3.0, 10)])
+    # alice's back takes 2 at 3.5, then 10 at 3.0; 2 rest at 3.0
+    placed = alice.betting("placeOrders", marketId=market,
+                           instructions=[limit(1, "BACK", 3.0, 14, persistenceType="PERSIST")])
+    report = placed["instructionReports"][0]
+    assert report["sizeMatched"] == 12 and report["averagePriceMatched"] == 3.08    # 37.00 / 12
+    # then bob's lay of 1 at 3.0 takes 1 of her resting 2 (she is the maker now, at her price)
+    bob.betting("placeOrders", marketId=market, instructions=[limit(1, "LAY", 3.0, 1)])
+    [order] = alice.betting("listCurrentOrders", marketIds=[market], orderProjection="EXECUTABLE")["currentOrders"]
+    assert (order["sizeMatched"], order["sizeRemaining"], order["averagePriceMatched"]) == (13, 1, 3.08)  # 40.00 / 13
+    # a complete order (from the journal's tail) carries it too: bob's lay at 3.5
+    assert eventually(lambda: {o["priceSize"]["price"]: o.get("averagePriceMatched") for o in bob.betting(
+        "listCurrentOrders", marketIds=[market], orderProjection="EXECUTION_COMPLETE")["currentOrders"]}
+        == {3.5: 3.5, 3.0: 3.0})
+
+
 def test_a_trading_day(bettor, operator):
     alice, bob = bettor(funds="100"), bettor(funds="100")
     market = new_market(operator)

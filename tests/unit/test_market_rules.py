@@ -65,6 +65,16 @@ def test_a_back_takes_resting_lays_at_or_above_its_price_best_first_at_their_pri
     assert result.exposures.keys() == {"alice", "carol", "bob"}
 
 
+def test_a_live_order_keeps_the_value_it_matched_as_taker_and_as_maker():
+    state = given(history(lay("bob", A, "3.0", 500), lay("carol", A, "3.1", 500)))
+    when(state, back("alice", A, "3.0", 1500, persistence="PERSIST"))    # takes 500 at 3.1, 500 at 3.0
+    [order] = state.live_orders("alice")
+    assert (order.matched, order.matched_value) == (1000, 500 * 310 + 500 * 300)
+    when(state, lay("dave", A, "3.2", 200))                              # takes 200 of hers at her 3.0
+    [order] = state.live_orders("alice")
+    assert (order.matched, order.remaining, order.matched_value) == (1200, 300, 500 * 310 + 700 * 300)
+
+
 def test_a_lay_takes_resting_backs_at_or_below_its_price_lowest_first():
     state = given(history(back("bob", A, "3.0", 500), back("carol", A, "2.9", 500), back("dave", A, "3.2", 500)))
     result = when(state, lay("alice", A, "3.1", 2000))
