@@ -157,6 +157,7 @@ class BetIngress:
             },
             ACCOUNT: {
                 "AccountAPING/v1.0/getAccountFunds": (wire.GetAccountFundsParams, self.get_account_funds),
+                "AccountAPING/v1.0/getAccountDetails": (wire.GetAccountDetailsParams, self.get_account_details),
                 "AccountAPING/v1.0/getAccountStatement": (wire.GetAccountStatementParams,
                                                           self.get_account_statement),
             },
@@ -693,6 +694,12 @@ class BetIngress:
     async def get_account_funds(self, caller: Caller, p: wire.GetAccountFundsParams):
         balances = await self.gateway.balances([caller.account_id])
         return convert.balances_to_funds(balances.get(caller.account_id))
+
+    async def get_account_details(self, caller: Caller, p: wire.GetAccountDetailsParams):
+        account = await (await self.platform()).account_by_username(caller.username)
+        if account is None:     # deleted while its session lived
+            raise Refusal("INVALID_SESSION_INFORMATION", "the session's account no longer exists")
+        return convert.account_details(account)
 
     async def list_cleared_orders(self, caller: Caller, p: wire.ListClearedOrdersParams):
         """The caller's bets in one final status, from the history read model in PostgreSQL

@@ -284,6 +284,15 @@ _statement_json = msgspec.json.Encoder(decimal_format="number")
 _ITEM_NAMES = {"DEPOSIT": "Deposit", "WITHDRAWAL": "Withdrawal", "COMMISSION": "Commission"}
 
 
+def account_details(account) -> wire.AccountDetailsResponse:
+    """A platform Account -> API-NG's AccountDetailsResponse (see wire.AccountDetailsResponse)."""
+    country, _, rest = account.jurisdiction.partition("-")
+    return wire.AccountDetailsResponse(
+        currency_code=account.currency, locale_code="en", region=account.jurisdiction, timezone="UTC",
+        discount_rate=ZERO, points_balance=0,
+        country_code=country.upper() if rest and len(country) == 2 else None)
+
+
 def average_price(matched_value: int, matched: int) -> Decimal | None:
     """The average matched price from its numerator (size x price in hundredths), to 0.01."""
     if not matched:

@@ -32,6 +32,7 @@ OPERATIONS: list[tuple[str, str, type, object]] = [
      list[wire.MarketProfitAndLoss]),
     (BETTING, "SportsAPING/v1.0/listClearedOrders", wire.ListClearedOrdersParams, wire.ClearedOrderSummaryReport),
     (ACCOUNT, "AccountAPING/v1.0/getAccountFunds", wire.GetAccountFundsParams, wire.AccountFundsResponse),
+    (ACCOUNT, "AccountAPING/v1.0/getAccountDetails", wire.GetAccountDetailsParams, wire.AccountDetailsResponse),
     (ACCOUNT, "AccountAPING/v1.0/getAccountStatement", wire.GetAccountStatementParams, wire.AccountStatementReport),
     (OPERATOR, "OperatorAPING/v1.0/createAccount", wire.CreateAccountParams, wire.CreatedAccount),
     (OPERATOR, "OperatorAPING/v1.0/unlockAccount", wire.UsernameParams, wire.OperatorReport),

@@ -459,6 +459,24 @@ class AccountFundsResponse(Reply, kw_only=True):
     exposure_limit: Number | None = None
 
 
+class GetAccountDetailsParams(Request, frozen=True, kw_only=True):
+    """No parameters (API-NG's getAccountDetails takes none)."""
+
+
+class AccountDetailsResponse(Reply, kw_only=True):
+    """API-NG's AccountDetailsResponse. No names are kept, so firstName and lastName are
+    absent; ``region`` is the account's jurisdiction (``us-nj``), ``countryCode`` its
+    country (ISO 3166-1 alpha-2, absent for a jurisdiction that is not one country)."""
+
+    currency_code: str
+    locale_code: str
+    region: str
+    timezone: str
+    discount_rate: Number
+    points_balance: int
+    country_code: str | None = None
+
+
 class LoginResponse(msgspec.Struct, kw_only=True):
     """Betfair's interactive login reply (also keepAlive and logout)."""
 

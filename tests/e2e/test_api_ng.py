@@ -86,6 +86,11 @@ def test_login_keep_alive_and_logout(bettor):
     alive = client.http.post("/api/keepAlive", headers=client.headers()).json()
     assert alive == {"token": token, "product": APP_KEY, "status": "SUCCESS", "error": ""}
     assert funds(client)["availableToBetBalance"] == 0
+    details = client.account("getAccountDetails")
+    assert details == {"currencyCode": "USD", "localeCode": "en", "region": "us-nj", "timezone": "UTC",
+                       "discountRate": 0, "pointsBalance": 0, "countryCode": "US"}
+    code, _, why = aping_error(client.rpc("account", "AccountAPING/v1.0/getAccountDetails", {"x": 1}))
+    assert code == -32602 and "unknown field `x`" in why
     assert client.http.post("/api/logout", headers=client.headers()).json()["status"] == "SUCCESS"
     code, error, _ = aping_error(client.rpc("account", "AccountAPING/v1.0/getAccountFunds", {}))
     assert (code, error) == (-32099, "INVALID_SESSION_INFORMATION")
