@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -111,6 +112,10 @@ class Caller:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# a market the feed has seen nothing of yet: nothing traded (listMarketBook)
+_NOTHING_TRADED = SimpleNamespace(traded={}, ltp={})
 
 
 class BetIngress:
@@ -473,16 +478,24 @@ class BetIngress:
             depth = 350
         elif projection is not None and projection.ex_best_offers_overrides is not None:
             depth = projection.ex_best_offers_overrides.best_prices_depth or 3
+        with_traded = projection is not None and "EX_TRADED" in projection.price_data
         views = await self.gateway.market_books(p.market_ids, depth)
         orders = None
         if p.order_projection in ("ALL", "EXECUTABLE"):
             orders = await self.gateway.player_orders(caller.account_id, list(views))
+        # traded figures come from the replica's market feed (the stream's tail of the
+        # journal, a moment behind the hosts); left out while it is still replaying
+        feed = self.stream_hub().feed
+        feeds = feed.feeds if feed.ready.is_set() else None
         out = []
         for market_id, view in views.items():
             if view is None:
                 continue
             mine = [o for o in orders if o["market_id"] == market_id] if orders is not None else None
-            out.append(convert.view_to_market_book(view, with_prices, mine))
+            traded = feeds.get(market_id) if feeds is not None else None
+            if feeds is not None and traded is None:
+                traded = _NOTHING_TRADED    # the feed has seen no event of it yet
+            out.append(convert.view_to_market_book(view, with_prices, mine, traded, with_traded))
         return out
 
     # ---------------------------------------------------------------- orders

@@ -216,22 +216,35 @@ def market_status(view: dict) -> str:
     return "CLOSED" if view["settlement"] is not None else view["status"]
 
 
-def view_to_market_book(view: dict, with_prices: bool, orders: list[dict] | None = None) -> wire.MarketBook:
-    """MarketHost.market_books view -> MarketBook; ``orders``: the caller's own live orders."""
+def view_to_market_book(view: dict, with_prices: bool, orders: list[dict] | None = None,
+                        traded=None, with_traded: bool = False) -> wire.MarketBook:
+    """MarketHost.market_books view -> MarketBook; ``orders``: the caller's own live orders;
+    ``traded``: the market's feed (exchange/domain/feed.py MarketFeed) for totalMatched,
+    lastPriceTraded and, ``with_traded`` (EX_TRADED), tradedVolume; None: not known here."""
     runners = []
     mine: dict[int, list[wire.Order]] = {}
     for o in orders or ():
         mine.setdefault(o["selection_id"], []).append(order_view_to_order(o))
+    market_matched = 0
     for r in view["runners"]:
+        rid = r["selection_id"]
+        volume = traded.traded.get(rid, {}) if traded is not None else {}
         ex = None
-        if with_prices:
-            ex = wire.ExchangePrices(available_to_back=levels_to_price_sizes(r["to_back"]),
-                                     available_to_lay=levels_to_price_sizes(r["to_lay"]),
-                                     traded_volume=[])
-        runners.append(wire.Runner(selection_id=r["selection_id"], handicap=ZERO,
-                                   status="ACTIVE" if r["active"] else "REMOVED", ex=ex,
-                                   orders=mine.get(r["selection_id"], []) if orders is not None else None))
+        if with_prices or with_traded:
+            ex = wire.ExchangePrices(
+                available_to_back=levels_to_price_sizes(r["to_back"]) if with_prices else [],
+                available_to_lay=levels_to_price_sizes(r["to_lay"]) if with_prices else [],
+                traded_volume=levels_to_price_sizes(sorted(volume.items())) if with_traded else [])
+        matched = sum(volume.values())
+        market_matched += matched
+        ltp = traded.ltp.get(rid) if traded is not None else None
+        runners.append(wire.Runner(selection_id=rid, handicap=ZERO,
+                                   status="ACTIVE" if r["active"] else "REMOVED",
+                                   last_price_traded=tick_to_price(ltp) if ltp is not None else None,
+                                   total_matched=minor_to_units(matched) if traded is not None else None, ex=ex,
+                                   orders=mine.get(rid, []) if orders is not None else None))
     return wire.MarketBook(
+        total_matched=minor_to_units(market_matched) if traded is not None else None,
         market_id=view["market_id"], is_market_data_delayed=False, status=market_status(view),
         bet_delay=view["bet_delay_ms"] // 1000, bsp_reconciled=False, complete=True,
         inplay=view["in_play"], number_of_winners=view["number_of_winners"],

@@ -230,6 +230,8 @@ class Runner(Reply, kw_only=True):
     selection_id: int
     handicap: Number
     status: str
+    last_price_traded: Number | None = None
+    total_matched: Number | None = None
     ex: ExchangePrices | None = None
     orders: list[Order] | None = None
 
@@ -249,6 +251,7 @@ class MarketBook(Reply, kw_only=True):
     runners_voidable: bool
     version: int
     runners: list[Runner]
+    total_matched: Number | None = None
 
 
 # --------------------------------------------------------------------------

@@ -259,6 +259,13 @@ def test_current_orders_carry_the_average_price_matched(bettor, operator):
     assert eventually(lambda: {o["priceSize"]["price"]: o.get("averagePriceMatched") for o in bob.betting(
         "listCurrentOrders", marketIds=[market], orderProjection="EXECUTION_COMPLETE")["currentOrders"]}
         == {3.5: 3.5, 3.0: 3.0})
+    # and the market book has what traded, from the same feed
+    def traded():
+        [book] = alice.betting("listMarketBook", marketIds=[market], priceProjection={"priceData": ["EX_TRADED"]})
+        home = book["runners"][0]
+        return (book.get("totalMatched"), home.get("totalMatched"), home.get("lastPriceTraded"),
+                home["ex"]["tradedVolume"], home["ex"]["availableToBack"])
+    assert eventually(lambda: traded() == (13, 13, 3.0, [{"price": 3.0, "size": 11}, {"price": 3.5, "size": 2}], []))
 
 
 def test_a_trading_day(bettor, operator):
