@@ -797,7 +797,8 @@ def check_layout(parts: list["Part"]) -> None:
     if have == DATA_LAYOUT:
         return
     old = [p for p in parts if p.name in ("kafka", "postgres") and (p.dir / "data").exists()]
-    running = [p.name for p in old if p.running()]
+    # Ray too: its hosts and stream replicas hold state and offsets read from that data
+    running = [p.name for p in parts if (p in old or p.name == "ray") and p.running()] if old else []
     if running:
         raise StackError(f"{', '.join(running)} run(s) with data of layout {have}, this code writes "
                          f"layout {DATA_LAYOUT}: run `cluster/stack.py down`, then `up` wipes that data")

@@ -5,7 +5,8 @@ Owns two things of one ingress replica:
 - ``FeedSource``: a tail of the jurisdiction's market journal (the Kafka events topic
   the market hosts write to: every record in it counts), replayed from the start into one
   ``MarketFeed`` per market (exchange/domain/feed.py). So the stream never shows a
-  state that is not durable: what a subscriber sees was acknowledged (acks=all) first. After each
+  state that is not durable: what a subscriber sees is in the log, replicated (below the
+  high watermark), though the host may not have answered for it yet. After each
   poll it turns what changed into ``MarketChange``s (ladder deltas in ticks and minor
   units), keeps the newest in a bounded history for resumption, and hands them to the
   connections. The clock (clk) is the Kafka position of every partition the replica

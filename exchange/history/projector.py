@@ -238,7 +238,7 @@ class HistoryProjector:
     # ---------------------------------------------------------------- progress
 
     async def end_offsets(self) -> dict[tuple[str, int], int]:
-        """The journals' committed ends now (the last stable offsets)."""
+        """The journals' ends now (their high watermarks: every record below counts)."""
         consumer = self._consumer
         if consumer is None:
             raise RuntimeError("the projector is not tailing")
@@ -251,7 +251,7 @@ class HistoryProjector:
         return sum(max(0, end - self.done.get(key, 0)) for key, end in ends.items())
 
     async def wait_caught_up(self, timeout: float = 60.0) -> None:
-        """Waits until everything committed to both journals when called is in PostgreSQL."""
+        """Waits until everything written to both journals when called is in PostgreSQL."""
         async def wait() -> None:
             await self.ready.wait()
             ends = await self.end_offsets()

@@ -83,7 +83,7 @@ def _tune_transaction_retry() -> None:
 _tune_transaction_retry()
 
 MAX_SNAPSHOT_BYTES = 48 * 1024 * 1024   # the snapshots topic takes records up to 64 MB
-MAX_RECORD_BYTES = 512 * 1024   # per Kafka record; the broker's message.max.bytes is ~1 MB
+MAX_RECORD_BYTES = 512 * 1024   # slices share a record up to this; one slice may exceed it
 
 
 class JournalFailed(RuntimeError):
@@ -122,7 +122,8 @@ async def ensure_topics(config: JournalConfig) -> None:
         wanted = []
         if config.events_topic not in existing:
             wanted.append(NewTopic(config.events_topic, config.partitions, 1,
-                                   topic_configs={"retention.ms": "-1", "min.insync.replicas": "1"}))
+                                   topic_configs={"retention.ms": "-1", "min.insync.replicas": "1",
+                                                  "max.message.bytes": str(64 * 1024 * 1024)}))
         if config.snapshots_topic not in existing:
             wanted.append(NewTopic(config.snapshots_topic, config.partitions, 1,
                                    topic_configs={"cleanup.policy": "compact",
@@ -146,6 +147,7 @@ class RecoveredAggregate:
     snapshot: bytes | None = None
     snapshot_seq: int = 0
     events: list[bytes] = field(default_factory=list)   # encoded events snapshot_seq+1, +2, ...
+    first_offset: int | None = None     # the events record holding events[0] (None: no events)
 
     @property
     def seq(self) -> int:
@@ -222,13 +224,13 @@ class Journal:
         if self._producer is not None:
             if self._in_transaction and self._failed is None:
                 try:
-                    await self._producer.commit_transaction()
-                except Exception:   # fenced meanwhile: what it wrote is in the log all the same
+                    await asyncio.wait_for(self._producer.commit_transaction(), self.config.flush_timeout_s)
+                except Exception:   # fenced or timed out: what it wrote is in the log all the same
                     log.debug("closing the lease failed", exc_info=True)
                 self._in_transaction = False
             try:
-                await self._producer.stop()
-            except Exception:  # a fenced producer may refuse to stop cleanly
+                await asyncio.wait_for(self._producer.stop(), self.config.flush_timeout_s)
+            except Exception:  # a fenced producer may refuse to stop cleanly; a frozen broker may not answer
                 log.debug("producer stop failed", exc_info=True)
             self._producer = None
 
@@ -257,6 +259,8 @@ class Journal:
         """
         if self._failed is not None:
             raise JournalFailed(f"journal {self.host_id} failed: {self._failed!r}")
+        if self._stopping:
+            raise JournalFailed(f"journal {self.host_id} is stopping")
         entry = self._pending.get(aggregate_id)
         if entry is None:
             first = self._next_seq.get(aggregate_id, 1)
@@ -293,9 +297,9 @@ class Journal:
                 batch, self._pending = self._pending, {}
                 waiter, self._waiter = self._waiter, None
                 self._in_flight = waiter
-                snapshots = self._take_due_snapshots()
                 started = time.perf_counter()
                 try:
+                    snapshots = self._take_due_snapshots()
                     placed = await self._write_events(batch)
                 except asyncio.CancelledError:
                     waiter.cancel()
@@ -394,26 +398,27 @@ class Journal:
         record: list[EventBatch] = []
         in_record = 0
         for aggregate_id, (first_seq, events) in batch.items():
-            start = 0
-            while start < len(events):
-                # cut by bytes: a record must stay under the broker's message.max.bytes
-                end, size = start, 0
-                while end < len(events) and (end == start or in_record + size + len(events[end]) < MAX_RECORD_BYTES):
-                    size += len(events[end]) + 1
-                    end += 1
-                record.append(EventBatch(aggregate_id, first_seq + start, events[start:end]))
-                placed.append((len(sends), aggregate_id))
-                in_record += size + len(aggregate_id) + 16
-                start = end
-                if in_record >= MAX_RECORD_BYTES * 3 // 4 or start < len(events):
-                    sends.append(await producer.send(cfg.events_topic, batch_encoder.encode(record),
-                                                     key=key, partition=self.partition))
-                    record, in_record = [], 0
+            # An aggregate's slice (every command it handled since the last flush) goes whole
+            # into one record, so a flush that fails part way leaves each command's events in
+            # the log entirely or not at all. Slices share records up to MAX_RECORD_BYTES; a
+            # slice larger than that is a record of its own (the topic takes up to 64 MB).
+            size = len(aggregate_id) + 16
+            for e in events:
+                size += len(e) + 1
+            if record and in_record + size > MAX_RECORD_BYTES:
+                sends.append(await producer.send(cfg.events_topic, batch_encoder.encode(record),
+                                                 key=key, partition=self.partition))
+                record, in_record = [], 0
+            record.append(EventBatch(aggregate_id, first_seq, events))
+            placed.append((len(sends), aggregate_id))
+            in_record += size
             n_events += len(events)
         if record:
             sends.append(await producer.send(cfg.events_topic, batch_encoder.encode(record),
                                              key=key, partition=self.partition))
         offsets = [m.offset for m in await asyncio.gather(*sends)] if sends else []
+        if any(o < 0 for o in offsets):   # aiokafka answers a DuplicateSequenceNumber with -1
+            raise RuntimeError(f"an events record came back without its offset: {offsets}")
         if offsets:
             self._last_events_offset = offsets[-1]
         self.flushes += 1
@@ -460,6 +465,13 @@ class Journal:
         aggregates = await read_partition(self.config, self.partition)
         for agg in aggregates.values():
             self._next_seq[agg.aggregate_id] = agg.seq + 1
+        # what recovery replayed is covered by no snapshot: it holds the next checkpoint back
+        # until each such aggregate is snapshotted (else a checkpoint past those events would
+        # lose them for the recovery after)
+        now = time.monotonic()
+        replayed = sorted((agg.first_offset, agg.aggregate_id) for agg in aggregates.values()
+                          if agg.first_offset is not None)
+        self._uncovered = {aggregate_id: (offset, now) for offset, aggregate_id in replayed}
         return aggregates
 
     async def _read(self, topic: str, offset: int):
@@ -474,7 +486,11 @@ async def read_partition(cfg: JournalConfig, partition: int) -> dict[str, Recove
     """
     aggregates: dict[str, RecoveredAggregate] = {}
     start_offset = 0
-    async for key, value, _ in read_records(cfg, cfg.snapshots_topic, partition, 0):
+    # Snapshots and checkpoints: committed ones only. A lease aborted by a successor (or
+    # its timeout) may hold some, and the log cleaner discards aborted transactional
+    # batches from the compacted topic: a recovery that used them could later find them
+    # gone under a checkpoint that relied on them. Events are never compacted: all count.
+    async for key, value, _ in read_records(cfg, cfg.snapshots_topic, partition, 0, committed=True):
         if key == CHECKPOINT_KEY:
             start_offset = checkpoint_decoder.decode(value).events_offset + 1
         else:
@@ -492,16 +508,20 @@ async def read_partition(cfg: JournalConfig, partition: int) -> dict[str, Recove
                 raise JournalFailed(f"{batch.aggregate_id}: sequence gap at offset {offset}: "
                                     f"expected event {expected}, record starts at {batch.first_seq}")
             if skip < len(batch.events):
+                if agg.first_offset is None:
+                    agg.first_offset = offset
                 agg.events.extend(bytes(e) for e in batch.events[skip:])
     return aggregates
 
 
-async def read_records(cfg: JournalConfig, topic: str, partition: int, offset: int):
-    """Yields (key, value, offset) of the records from offset to the current end (every record
-    in the log counts: read_uncommitted, see the module docstring)."""
+async def read_records(cfg: JournalConfig, topic: str, partition: int, offset: int, committed: bool = False):
+    """Yields (key, value, offset) of the records from offset to the current end: every record
+    (events: see the module docstring), or with ``committed`` only those of committed
+    transactions, up to the last stable offset (snapshots)."""
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(bootstrap_servers=cfg.bootstrap, enable_auto_commit=False,
-                                isolation_level="read_uncommitted", group_id=None,
+                                isolation_level="read_committed" if committed else "read_uncommitted",
+                                group_id=None,
                                 max_partition_fetch_bytes=64 * 1024 * 1024,
                                 fetch_max_bytes=64 * 1024 * 1024)
     await consumer.start()
