@@ -59,6 +59,7 @@ APING_ERROR = -32099
 PARSE_ERROR = -32700
 MAX_INSTRUCTIONS = 200          # API-NG's limit per placeOrders
 INVALID_REQUEST = -32600
+MAX_BATCH = 50          # calls in one JSON-RPC batch
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 
@@ -114,6 +115,10 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _rpc_error(rid, code: int, message: str, data: dict | None = None) -> wire.JsonRpcErrorReply:
+    return wire.JsonRpcErrorReply(jsonrpc="2.0", id=rid, error=wire.JsonRpcError(code=code, message=message, data=data))
+
+
 # a market the feed has seen nothing of yet: nothing traded (listMarketBook)
 _NOTHING_TRADED = SimpleNamespace(traded={}, ltp={})
 
@@ -133,6 +138,7 @@ class BetIngress:
         # Codecs are built here, not at module level: Serve pickles deployment classes by value.
         self.encoder = msgspec.json.Encoder(decimal_format="number")
         self.envelope = msgspec.json.Decoder(wire.JsonRpcRequest)
+        self.batch_envelope = msgspec.json.Decoder(list[msgspec.Raw])
         self.gateway = Gateway(Hosts(self.s.jurisdiction, self.s.market_hosts, self.s.wallet_hosts,
                                      self.s.namespace))
         n = max(1, self.s.num_replicas)
@@ -279,6 +285,8 @@ class BetIngress:
                 raise Refusal("TOO_MANY_REQUESTS", "too many requests for this account", 429, wait)
             if path == OPERATOR and caller.role != "OPERATOR":
                 raise Refusal("ACCESS_DENIED", "operator role required")
+            if body.lstrip()[:1] == b"[":
+                return await self.batch(path, caller, body, account_api)
             try:
                 call = self.envelope.decode(body)
             except msgspec.ValidationError as exc:
@@ -286,18 +294,7 @@ class BetIngress:
             except msgspec.DecodeError as exc:
                 return self.rpc_error(None, PARSE_ERROR, f"Parse error: {exc}")
             rid = call.id
-            op = self.ops[path].get(call.method)
-            if op is None:
-                return self.rpc_error(rid, METHOD_NOT_FOUND, f"Method not found: {call.method}")
-            decoder, handler = op
-            try:
-                params = decoder.decode(call.params)
-            except msgspec.DecodeError as exc:
-                reason = _at_params(str(exc))
-                return self.rpc_error(rid, INVALID_PARAMS, f"Invalid params: {reason}",
-                                      self.aping_data("INVALID_INPUT_DATA", reason, account_api))
-            result = await handler(caller, params)
-            return self.reply(wire.JsonRpcReply(jsonrpc="2.0", id=rid, result=result))
+            return self.reply(await self.call(path, caller, call, account_api))
         except Refusal as r:
             headers = {"Retry-After": str(max(1, int(r.retry_after + 0.999)))} if r.retry_after else None
             return self.rpc_error(rid, APING_ERROR, self.aping_message(r.code, account_api),
@@ -306,6 +303,56 @@ class BetIngress:
             log.exception("unexpected error on %s", path)
             return self.rpc_error(rid, APING_ERROR, self.aping_message("UNEXPECTED_ERROR", account_api),
                                   self.aping_data("UNEXPECTED_ERROR", type(exc).__name__, account_api))
+
+    async def call(self, path: str, caller: Caller, call: wire.JsonRpcRequest, account_api: bool):
+        """One JSON-RPC call -> its reply (a JsonRpcReply, or a JsonRpcErrorReply for a method
+        not found or bad params); a Refusal or another error propagates."""
+        op = self.ops[path].get(call.method)
+        if op is None:
+            return _rpc_error(call.id, METHOD_NOT_FOUND, f"Method not found: {call.method}")
+        decoder, handler = op
+        try:
+            params = decoder.decode(call.params)
+        except msgspec.DecodeError as exc:
+            reason = _at_params(str(exc))
+            return _rpc_error(call.id, INVALID_PARAMS, f"Invalid params: {reason}",
+                              self.aping_data("INVALID_INPUT_DATA", reason, account_api))
+        return wire.JsonRpcReply(jsonrpc="2.0", id=call.id, result=await handler(caller, params))
+
+    async def batch(self, path: str, caller: Caller, body: bytes, account_api: bool):
+        """A JSON-RPC 2.0 batch: an array of calls, answered by an array of their replies in
+        the same order, one after the other. The request counted once against the account's
+        rate when it came in; each further call takes its own token (over the rate: that
+        call's reply is TOO_MANY_REQUESTS). An empty array, or more than MAX_BATCH calls, is
+        one Invalid Request."""
+        try:
+            raws = self.batch_envelope.decode(body)
+        except msgspec.DecodeError as exc:
+            return self.rpc_error(None, PARSE_ERROR, f"Parse error: {exc}")
+        if not raws or len(raws) > MAX_BATCH:
+            return self.rpc_error(None, INVALID_REQUEST,
+                                  f"Invalid Request: a batch holds 1 to {MAX_BATCH} calls, not {len(raws)}")
+        replies = []
+        for n, raw in enumerate(raws):
+            rid = None
+            try:
+                try:
+                    call = self.envelope.decode(raw)
+                except msgspec.DecodeError as exc:
+                    replies.append(_rpc_error(None, INVALID_REQUEST, f"Invalid Request: {exc}"))
+                    continue
+                rid = call.id
+                if n and (wait := self.account_limits.take(caller.account_id, rate=caller.rate, burst=caller.burst)):
+                    raise Refusal("TOO_MANY_REQUESTS", "too many requests for this account", 429, wait)
+                replies.append(await self.call(path, caller, call, account_api))
+            except Refusal as r:
+                replies.append(_rpc_error(rid, APING_ERROR, self.aping_message(r.code, account_api),
+                                          self.aping_data(r.code, r.details, account_api)))
+            except Exception as exc:
+                log.exception("unexpected error on %s (batch call %d)", path, n)
+                replies.append(_rpc_error(rid, APING_ERROR, self.aping_message("UNEXPECTED_ERROR", account_api),
+                                          self.aping_data("UNEXPECTED_ERROR", type(exc).__name__, account_api)))
+        return self.reply(replies)
 
     async def read_body(self, request, limit: int) -> bytes:
         length = request.headers.get("content-length")
@@ -326,9 +373,7 @@ class BetIngress:
 
     def rpc_error(self, rid, code: int, message: str, data: dict | None = None, status: int = 200,
                   headers: dict | None = None):
-        return self.reply(wire.JsonRpcErrorReply(jsonrpc="2.0", id=rid,
-                                                 error=wire.JsonRpcError(code=code, message=message, data=data)),
-                          status, headers)
+        return self.reply(_rpc_error(rid, code, message, data), status, headers)
 
     async def authenticate(self, request) -> Caller:
         app_key = request.headers.get("x-application")

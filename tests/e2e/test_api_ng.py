@@ -176,6 +176,16 @@ def test_an_account_over_its_rate_gets_too_many_requests(bettor):
     assert aping_error(replies[-1])[1] == "TOO_MANY_REQUESTS"
 
 
+def test_each_call_of_a_batch_counts_against_the_account_rate(bettor):
+    client = bettor(funds="10", requestsPerSecond=1, burst=3)
+    call = {"jsonrpc": "2.0", "method": "AccountAPING/v1.0/getAccountFunds", "params": {}}
+    replies = client.post("/exchange/account/json-rpc/v1", [{**call, "id": n} for n in range(6)]).json()
+    assert ["result" in r for r in replies[:3]] == [True, True, True]
+    refused = [r for r in replies[3:] if "error" in r]
+    assert refused and all(r["error"]["data"]["AccountAPINGException"]["errorCode"] == "TOO_MANY_REQUESTS"
+                           for r in refused)
+
+
 def test_a_body_over_the_size_limit_is_refused(bettor):
     client = bettor(funds=None)
     padding = "x" * (70 * 1024)
@@ -215,6 +225,33 @@ def test_unknown_fields_and_wrong_types_are_refused_naming_the_field(bettor, ope
     body = client.post("/exchange/betting/json-rpc/v1", {"jsonrpc": "2.0", "method": "x", "extra": 1}).json()
     assert body["error"]["code"] == -32600 and "unknown field `extra`" in body["error"]["message"]
     assert client.account("getAccountFunds")["availableToBetBalance"] == 10       # nothing was placed
+
+
+def test_a_json_rpc_batch_is_answered_call_by_call_in_order(bettor, operator):
+    client = bettor(funds="10")
+    market = new_market(operator)
+    batch = [
+        {"jsonrpc": "2.0", "id": 1, "method": "SportsAPING/v1.0/listMarketBook", "params": {"marketIds": [market]}},
+        {"jsonrpc": "2.0", "id": 2, "method": "SportsAPING/v1.0/placeOrders",
+         "params": {"marketId": market, "instructions": [limit(1, "BACK", 2.0, 2)]}},
+        {"jsonrpc": "2.0", "id": 3, "method": "SportsAPING/v1.0/nope", "params": {}},
+        {"jsonrpc": "2.0", "id": 4, "method": "SportsAPING/v1.0/listCurrentOrders", "params": {"x": 1}},
+        {"jsonrpc": "2.0", "id": "five", "method": "SportsAPING/v1.0/listCurrentOrders",
+         "params": {"marketIds": [market]}},
+        17,
+    ]
+    replies = client.post("/exchange/betting/json-rpc/v1", batch).json()
+    assert [r.get("id") for r in replies] == [1, 2, 3, 4, "five", None]
+    assert replies[0]["result"][0]["marketId"] == market
+    assert replies[1]["result"]["status"] == "SUCCESS"
+    assert replies[2]["error"]["code"] == -32601
+    assert replies[3]["error"]["code"] == -32602 and "unknown field `x`" in replies[3]["error"]["message"]
+    assert [o["betId"] for o in replies[4]["result"]["currentOrders"]] == [
+        replies[1]["result"]["instructionReports"][0]["betId"]]      # the calls ran in order
+    assert replies[5]["error"]["code"] == -32600
+    for empty_or_huge in ([], [batch[0]] * 51):
+        body = client.post("/exchange/betting/json-rpc/v1", empty_or_huge).json()
+        assert body["error"]["code"] == -32600 and body["id"] is None
 
 
 def test_operator_routes_need_the_operator_role(bettor):
