@@ -28,9 +28,10 @@ already-encoded events, and await the returned future before they answer anyone
   aggregates whose oldest unsnapshotted events are older than `checkpoint_every_s`
   (oldest first, within `snapshot_budget_s` of pickling), and then a Checkpoint record
   naming the offset before the oldest events no snapshot covers. A snapshot is
-  written only after the events it covers are durable, and the checkpoint only after its
-  snapshots: a crash between them leaves an older checkpoint, which is only slower to
-  recover from. Recovery reads the compacted snapshots partition, then the events after
+  written only after the events it covers are durable; snapshots and checkpoints are
+  read committed, so a checkpoint counts only with the snapshots written before it in
+  the same lease (an aborted lease leaves the older checkpoint: only slower to recover
+  from). Recovery reads the compacted snapshots partition, then the events after
   the last checkpoint, so its time is bounded by the checkpoint interval, not by history.
 """
 
@@ -447,10 +448,14 @@ class Journal:
                 value = batch_encoder.encode(Snapshot(aggregate_id, seq, msgspec.Raw(state)))
                 written.append(await producer.send(cfg.snapshots_topic, value, key=aggregate_id.encode(),
                                                    partition=self.partition))
-            await asyncio.gather(*written)
+            # the checkpoint goes right behind its snapshots, without waiting for them: both sit
+            # in the lease's transaction and recovery reads the snapshots committed, so a
+            # checkpoint is never seen without the snapshots before it
             oldest = next(iter(uncovered.values()))[0] - 1 if uncovered else self._last_events_offset
             marker = batch_encoder.encode(Checkpoint(oldest, int(time.time() * 1000)))
-            await (await producer.send(cfg.snapshots_topic, marker, key=CHECKPOINT_KEY, partition=self.partition))
+            written.append(await producer.send(cfg.snapshots_topic, marker, key=CHECKPOINT_KEY,
+                                               partition=self.partition))
+            await asyncio.gather(*written)
             self.snapshots += len(snapshots)
         self._uncovered = uncovered
 
