@@ -57,7 +57,7 @@ class HostActor:
         self._gc_started: float | None = None
         self.max_gc_pause_ms = 0.0
         self.max_loop_lag_ms = 0.0
-        self._freeze_young = False
+        self._freeze_survivors = False
         gc.callbacks.append(self._watch_gc)
         self.niceness = _renice(HOST_NICENESS)
 
@@ -89,11 +89,11 @@ class HostActor:
                 delay = min(delay * 2, 5.0)
         self._init_metrics()
         # The collector policy (see gc_sweep): recovered state is frozen, and from now on so
-        # is whatever survives a young collection.
+        # is whatever survives a collection.
         gc.collect()
         gc.freeze()
         gc.set_threshold(10_000, 50, 100)
-        self._freeze_young = True
+        self._freeze_survivors = True
         await self.after_recovery()
         asyncio.get_running_loop().create_task(self._watch_journal())
         asyncio.get_running_loop().create_task(self._sweep_forever())
@@ -126,7 +126,7 @@ class HostActor:
             if pause_ms > 50:
                 log.warning("%s: gc generation %d paused %.0f ms (%d collected)", self.name,
                             info.get("generation", -1), pause_ms, info.get("collected", 0))
-            if self._freeze_young:
+            if self._freeze_survivors:
                 gc.freeze()
 
     def gc_sweep(self) -> dict:
@@ -236,14 +236,15 @@ class HostActor:
 
     def stats(self) -> dict:
         journal = self.core.journal
+        generations = gc.get_stats()
         return {"name": self.name, "aggregates": len(self.core.states), "commands": self.core.commands,
                 "flushes": journal.flushes, "records": journal.records, "events": journal.events,
                 "last_flush_ms": journal.last_flush_ms, "snapshots": journal.snapshots,
                 **_flush_percentiles(journal.flush_ms),
                 "max_gc_pause_ms": round(self.max_gc_pause_ms, 1),
                 "max_loop_lag_ms": round(self.max_loop_lag_ms, 1),
-                "gc_collections": [g["collections"] for g in gc.get_stats()],
-                "gc_collected": [g["collected"] for g in gc.get_stats()],
+                "gc_collections": [g["collections"] for g in generations],
+                "gc_collected": [g["collected"] for g in generations],
                 "gc_frozen": gc.get_freeze_count(), "journal": journal.state(), "niceness": self.niceness,
                 "pid": os.getpid()}
 
@@ -259,7 +260,7 @@ def _renice(niceness: int) -> int:
 
 
 def _flush_percentiles(flush_ms) -> dict:
-    """p50/p99/max of the journal's latest flushes (begin to committed), in ms."""
+    """p50/p99/max of the journal's latest flushes (start to acknowledged), in ms."""
     xs = sorted(flush_ms)
     if not xs:
         return {}

@@ -238,18 +238,19 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         # where the half-load latency goes: each host's journal flushes (start to acknowledged),
         # its worst event-loop lag and GC pause over the phase; since it started: its
         # collections and objects collected per generation
+        names = []
         for h in market_hosts + wallet_hosts:
             st = await h.stats.remote()
+            names.append(st["name"])
             result.setdefault("half_load_hosts", {})[st["name"]] = {
                 k: st.get(k) for k in ("flushes", "flush_p50_ms", "flush_p99_ms", "flush_max_ms",
                                        "max_loop_lag_ms", "max_gc_pause_ms", "gc_collections",
                                        "gc_collected")}
         half = [s for h in market_hosts for s in await h.latency_sample.remote()]
-        # what the frozen young survivors held back from the collector (actors/host_actor.py):
+        # what the frozen survivors held back from the collector (actors/host_actor.py):
         # one full sweep per host after the phases, its objects collected and its pause
-        for h in market_hosts + wallet_hosts:
+        for h, name in zip(market_hosts + wallet_hosts, names):
             sweep = await h.gc_sweep.remote()
-            name = (await h.stats.remote())["name"]
             result["half_load_hosts"][name].update(gc_sweep_collected=sweep["collected"],
                                                    gc_sweep_ms=sweep["ms"])
         p = weighted_percentiles(half)

@@ -6,8 +6,8 @@ already-encoded events, and await the returned future before they answer anyone
 (persist, then reply).
 
 - Group commit: every append made while a flush is in flight goes into the next flush.
-  A flush is one produce of a few records (each a list of per-aggregate EventBatches, up
-  to MAX_RECORD_BYTES) to the host's events partition; the awaited future resolves when
+  A flush is one produce of a few records (each a list of whole per-aggregate
+  EventBatches, sharing a record up to MAX_RECORD_BYTES) to the host's events partition; the awaited future resolves when
   the broker has acknowledged them (acks=all, idempotent producer). One flush is in
   flight at a time, and any failed flush fails the journal for good: the host must exit
   and recover (crash-only), because its in-memory state ran ahead of what Kafka holds.
@@ -429,8 +429,9 @@ class Journal:
 
     async def _write_snapshots(self, placed: list[tuple[int, str]],
                                snapshots: dict[str, tuple[int, bytes]] | None) -> None:
-        """Notes what the flush left uncovered; writes the snapshots taken with it, then the
-        checkpoint they allow (each only after what it stands on is acknowledged)."""
+        """Notes what the flush left uncovered; writes the snapshots taken with it and the
+        checkpoint they allow (after the flush's events are acknowledged; the checkpoint
+        right behind its snapshots, in the same lease)."""
         producer = self._producer
         cfg = self.config
         uncovered = self._uncovered
