@@ -279,10 +279,7 @@ class BetIngress:
                 raise Refusal("TOO_MANY_REQUESTS", "too many requests from this address", 429, wait)
             body = await self.read_body(request, self.s.max_body_bytes)
             caller = await self.authenticate(request)
-            wait = self.account_limits.take(caller.account_id, rate=caller.rate, burst=caller.burst)
-            # (an account's own rate and burst are per replica too: Caller holds them divided)
-            if wait:
-                raise Refusal("TOO_MANY_REQUESTS", "too many requests for this account", 429, wait)
+            self.take_account_token(caller)
             if path == OPERATOR and caller.role != "OPERATOR":
                 raise Refusal("ACCESS_DENIED", "operator role required")
             if body.lstrip()[:1] == b"[":
@@ -297,12 +294,23 @@ class BetIngress:
             return self.reply(await self.call(path, caller, call, account_api))
         except Refusal as r:
             headers = {"Retry-After": str(max(1, int(r.retry_after + 0.999)))} if r.retry_after else None
-            return self.rpc_error(rid, APING_ERROR, self.aping_message(r.code, account_api),
-                                  self.aping_data(r.code, r.details, account_api), r.http_status, headers)
+            return self.reply(self.refusal_reply(rid, r, account_api), r.http_status, headers)
         except Exception as exc:       # a host away, the database away: say so, keep serving
             log.exception("unexpected error on %s", path)
-            return self.rpc_error(rid, APING_ERROR, self.aping_message("UNEXPECTED_ERROR", account_api),
-                                  self.aping_data("UNEXPECTED_ERROR", type(exc).__name__, account_api))
+            return self.reply(self.refusal_reply(rid, Refusal("UNEXPECTED_ERROR", type(exc).__name__),
+                                                 account_api))
+
+    def take_account_token(self, caller: Caller) -> None:
+        """One request (or one call of a batch) against the account's rate; TOO_MANY_REQUESTS over it.
+        (An account's own rate and burst are per replica too: Caller holds them divided.)"""
+        wait = self.account_limits.take(caller.account_id, rate=caller.rate, burst=caller.burst)
+        if wait:
+            raise Refusal("TOO_MANY_REQUESTS", "too many requests for this account", 429, wait)
+
+    def refusal_reply(self, rid, r: Refusal, account_api: bool) -> wire.JsonRpcErrorReply:
+        """An APINGException (or AccountAPINGException) reply for a refusal."""
+        return _rpc_error(rid, APING_ERROR, self.aping_message(r.code, account_api),
+                          self.aping_data(r.code, r.details, account_api))
 
     async def call(self, path: str, caller: Caller, call: wire.JsonRpcRequest, account_api: bool):
         """One JSON-RPC call -> its reply (a JsonRpcReply, or a JsonRpcErrorReply for a method
@@ -342,16 +350,15 @@ class BetIngress:
                     replies.append(_rpc_error(None, INVALID_REQUEST, f"Invalid Request: {exc}"))
                     continue
                 rid = call.id
-                if n and (wait := self.account_limits.take(caller.account_id, rate=caller.rate, burst=caller.burst)):
-                    raise Refusal("TOO_MANY_REQUESTS", "too many requests for this account", 429, wait)
+                if n:
+                    self.take_account_token(caller)
                 replies.append(await self.call(path, caller, call, account_api))
             except Refusal as r:
-                replies.append(_rpc_error(rid, APING_ERROR, self.aping_message(r.code, account_api),
-                                          self.aping_data(r.code, r.details, account_api)))
+                replies.append(self.refusal_reply(rid, r, account_api))
             except Exception as exc:
                 log.exception("unexpected error on %s (batch call %d)", path, n)
-                replies.append(_rpc_error(rid, APING_ERROR, self.aping_message("UNEXPECTED_ERROR", account_api),
-                                          self.aping_data("UNEXPECTED_ERROR", type(exc).__name__, account_api)))
+                replies.append(self.refusal_reply(rid, Refusal("UNEXPECTED_ERROR", type(exc).__name__),
+                                                  account_api))
         return self.reply(replies)
 
     async def read_body(self, request, limit: int) -> bytes:
@@ -537,9 +544,8 @@ class BetIngress:
             if view is None:
                 continue
             mine = [o for o in orders if o["market_id"] == market_id] if orders is not None else None
-            traded = feeds.get(market_id) if feeds is not None else None
-            if feeds is not None and traded is None:
-                traded = _NOTHING_TRADED    # the feed has seen no event of it yet
+            # a market the feed has seen no event of yet: nothing traded
+            traded = feeds.get(market_id, _NOTHING_TRADED) if feeds is not None else None
             out.append(convert.view_to_market_book(view, with_prices, mine, traded, with_traded))
         return out
 
