@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 import tomllib
 import urllib.request
@@ -15,7 +17,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _metrics_ports() -> list[int]:
-    import os
     base = int(os.environ.get("EXCHANGE_RAY_NODE_PORT_BASE", 27000))
     with open(ROOT / "placement" / "topology.toml", "rb") as f:
         nodes = tomllib.load(f)["local_nodes"]
@@ -33,18 +34,28 @@ def _scrape() -> str:
     return text
 
 
-async def test_hosts_export_commands_latency_and_journal_metrics(ray_session, stack):
+@contextlib.asynccontextmanager
+async def hosts_with_an_open_market(stack, name: str):
+    """One market and one wallet host of their own (namespace and Kafka prefix from ``name``),
+    with a market defined and opened; removed afterwards."""
     from actors.deploy import deploy_hosts, remove_hosts
     from actors.gateway import Gateway
 
     tag = uuid.uuid4().hex[:6]
     hosts = deploy_hosts("ca-on", stack["env"]["EXCHANGE_KAFKA_BOOTSTRAP"], 1, 1,
-                         namespace=f"metrics-{tag}", prefix=f"met{tag}")
+                         namespace=f"{name}-{tag}", prefix=f"{name}{tag}")
     try:
         gw = Gateway(hosts)
         market = f"1.{tag}"
         await gw.operate(DefineMarket(command_id=f"d{tag}", market_id=market, runners=[1, 2]))
         await gw.operate(OpenMarket(command_id=f"o{tag}", market_id=market))
+        yield gw, tag
+    finally:
+        remove_hosts(hosts)
+
+
+async def test_hosts_export_commands_latency_and_journal_metrics(ray_session, stack):
+    async with hosts_with_an_open_market(stack, "metrics") as (gw, tag):
         await gw.deposit(f"p{tag}", 1_000)
         wanted = ('ray_exchange_host_commands_total{', 'host="market-host/ca-on/0"',
                   "ray_exchange_host_batch_ms_bucket", "ray_exchange_journal_flush_ms")
@@ -55,24 +66,14 @@ async def test_hosts_export_commands_latency_and_journal_metrics(ray_session, st
                 break
             assert time.monotonic() < deadline, [w for w in wanted if w not in text]
             await asyncio.sleep(2)
-    finally:
-        remove_hosts(hosts)
 
 
 async def test_a_host_reports_its_collector_and_journal_and_sweeps_on_demand(ray_session, stack):
     """stats() says where the journal's flush loop is and what the collector did; gc_sweep
     collects everything once (frozen objects included) and freezes the survivors again."""
-    from actors.deploy import deploy_hosts, remove_hosts
-    from actors.gateway import Gateway
+    from actors.host_actor import HOST_NICENESS
 
-    tag = uuid.uuid4().hex[:6]
-    hosts = deploy_hosts("ca-on", stack["env"]["EXCHANGE_KAFKA_BOOTSTRAP"], 1, 1,
-                         namespace=f"gc-{tag}", prefix=f"gc{tag}")
-    try:
-        gw = Gateway(hosts)
-        market = f"1.{tag}"
-        await gw.operate(DefineMarket(command_id=f"d{tag}", market_id=market, runners=[1, 2]))
-        await gw.operate(OpenMarket(command_id=f"o{tag}", market_id=market))
+    async with hosts_with_an_open_market(stack, "gc") as (gw, _):
         host = gw.handle("market", 0)
         stats = await host.stats.remote()
         assert stats["gc_frozen"] > 0, "recovered state is frozen out of the collector's sight"
@@ -80,13 +81,8 @@ async def test_a_host_reports_its_collector_and_journal_and_sweeps_on_demand(ray
         journal = stats["journal"]
         assert journal["failed"] == "None" and journal["in_transaction"] is True   # the lease is open
         assert journal["transaction_state"].endswith("IN_TRANSACTION")
-        import os
-
-        from actors.host_actor import HOST_NICENESS
         if os.geteuid() == 0:       # allowed to: the host left Ray's nice 15 for HOST_NICENESS
             assert stats["niceness"] == HOST_NICENESS
         sweep = await host.gc_sweep.remote()
         assert sweep["frozen_after"] > 0, "the sweep freezes what survives it"
         assert sweep["frozen_before"] > 0 and sweep["collected"] >= 0
-    finally:
-        remove_hosts(hosts)

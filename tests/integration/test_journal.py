@@ -24,6 +24,16 @@ def ev(aggregate: str, n: int) -> bytes:
     return msgspec.msgpack.encode([aggregate, n])
 
 
+async def recovered_by_a_successor(cfg: JournalConfig, partition: int) -> tuple[dict, Journal]:
+    """A new instance of the host's journal starts (fencing any predecessor), recovers and stops:
+    what it recovered, and the stopped journal (its next sequence numbers)."""
+    successor = Journal(cfg, partition=partition)
+    await successor.start()
+    recovered = await successor.recover()
+    await successor.stop()
+    return recovered, successor
+
+
 async def test_appends_are_group_committed_and_recovered_in_order(config):
     journal = Journal(config, partition=1)
     await journal.start()
@@ -36,10 +46,7 @@ async def test_appends_are_group_committed_and_recovered_in_order(config):
     await journal.stop()
     assert flushes < 300, "900 appends should share far fewer than 300 commits"
 
-    successor = Journal(config, partition=1)
-    await successor.start()
-    recovered = await successor.recover()
-    await successor.stop()
+    recovered, successor = await recovered_by_a_successor(config, 1)
     for agg in ("m1", "m2", "m3"):
         assert recovered[agg].snapshot is None
         assert recovered[agg].events == [ev(agg, n) for n in range(1, 301)]
@@ -65,10 +72,7 @@ async def test_recovery_starts_at_the_last_checkpoint(config):
     assert journal.snapshots >= 20      # "a" is due every other flush: right after its events land
     await journal.stop()
 
-    successor = Journal(cfg, partition=0)
-    await successor.start()
-    recovered = await successor.recover()
-    await successor.stop()
+    recovered, _ = await recovered_by_a_successor(cfg, 0)
     a, b = recovered["a"], recovered["b"]
     assert a.snapshot is not None and a.snapshot_seq >= 49 and len(a.events) <= 1
     assert msgspec.msgpack.decode(a.snapshot) + a.events == [ev("a", n) for n in range(1, 51)]
@@ -93,10 +97,7 @@ async def test_a_restarted_host_fences_its_zombie_predecessor(config):
 
     await successor.append("w1", [ev("w1", 2)])
     await successor.stop()
-    final = Journal(config, partition=0)
-    await final.start()
-    recovered = await final.recover()
-    await final.stop()
+    recovered, _ = await recovered_by_a_successor(config, 0)
     assert recovered["w1"].events == [ev("w1", 1), ev("w1", 2)], "the zombie never appended"
 
 
@@ -112,10 +113,7 @@ async def test_records_hold_whole_slices_and_a_huge_one_is_recovered(config):
     records = journal.records
     await journal.stop()
     assert records == 2, "the huge slice alone, then every small one together"
-    successor = Journal(config, partition=0)
-    await successor.start()
-    recovered = await successor.recover()
-    await successor.stop()
+    recovered, _ = await recovered_by_a_successor(config, 0)
     assert recovered["huge"].events == big
     assert recovered["small"].events == [ev("small", 1)]
 
@@ -172,10 +170,7 @@ async def test_what_recovery_replayed_holds_the_next_checkpoint_back(config):
     await second.stop()
     assert second.snapshots >= 2, "y was snapshotted and checkpoints were written"
 
-    third = Journal(cfg, partition=1)
-    await third.start()
-    recovered = await third.recover()
-    await third.stop()
+    recovered, third = await recovered_by_a_successor(cfg, 1)
     assert recovered["x"].events == [ev("x", n) for n in (1, 2, 3)], "x survived y's checkpoints"
     assert third.next_seq("x") == 4
 
@@ -194,10 +189,7 @@ async def test_snapshots_of_an_aborted_lease_are_not_used_but_its_events_are(con
         await first.append("a", [ev("a", n)])
     assert first.snapshots >= 2 and first.state()["in_transaction"] is True   # all inside the open lease
 
-    successor = Journal(cfg, partition=0)
-    await successor.start()               # aborts the lease: the snapshots in it never commit
-    recovered = await successor.recover()
-    await successor.stop()
+    recovered, _ = await recovered_by_a_successor(cfg, 0)      # aborts the lease: its snapshots never commit
     await first.stop()
     a = recovered["a"]
     assert a.snapshot is None and a.events == [ev("a", n) for n in range(1, 6)]
@@ -225,8 +217,5 @@ async def test_a_zombie_between_two_leases_is_fenced_too(config):
     await zombie.stop()
     await successor.append("w", [ev("w", 2)])
     await successor.stop()
-    final = Journal(cfg, partition=1)
-    await final.start()
-    recovered = await final.recover()
-    await final.stop()
+    recovered, _ = await recovered_by_a_successor(cfg, 1)
     assert recovered["w"].events == [ev("w", 1), ev("w", 2)]
