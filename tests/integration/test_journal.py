@@ -135,6 +135,12 @@ async def test_a_flush_the_broker_never_answers_fails_the_journal_in_time(config
     await journal.append("w1", [ev("w1", 1)])
     os.kill(broker, signal.SIGSTOP)
     try:
+        # a loaded machine takes a moment to stop every thread of the JVM: until then it may
+        # still answer (seen once in CI); wait until all of them are stopped
+        deadline = time.monotonic() + 10
+        while not _all_threads_stopped(broker):
+            assert time.monotonic() < deadline, "the broker did not stop"
+            await asyncio.sleep(0.01)
         started = time.monotonic()
         with pytest.raises(JournalFailed):
             await asyncio.wait_for(journal.append("w1", [ev("w1", 2)]), 10)
@@ -219,3 +225,16 @@ async def test_a_zombie_between_two_leases_is_fenced_too(config):
     await successor.stop()
     recovered, _ = await recovered_by_a_successor(cfg, 1)
     assert recovered["w"].events == [ev("w", 1), ev("w", 2)]
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """Every thread of the process is in the stopped state (T), as /proc shows it."""
+    from pathlib import Path
+
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        except OSError:       # a thread that ended meanwhile
+            continue
+    return bool(states) and all(state in ("T", "t") for state in states)
