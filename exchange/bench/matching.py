@@ -9,7 +9,16 @@ cancels of recent orders. The same operation stream runs through:
   and per-player positions maintained, the touched players' exposures computed,
   a CommandResult with reports);
 - ``ceiling_ops_per_s``: a bare price-time loop over per-tick deques with no
-  validation, events, positions or exposure (only the id index cancels need).
+  validation, events, positions or exposure (only the id index cancels need);
+- ``outputs_only_ops_per_s``: building nothing but the domain's own outputs
+  again (the same events with their fills, reports and results, field for
+  field, from values read off the first run), with no book at all;
+- ``floor_ops_per_s``: the two together (their times added, less one bare
+  iteration over the stream, which a fused loop would share): what any
+  implementation that walks the book like the ceiling and answers with the
+  issue's frozen Structs must spend at least, before validating anything or
+  keeping positions and exposure. ``floor_ratio`` is it against the ceiling:
+  the most any such implementation could reach.
 
 Commands are built before timing (they arrive decoded from the wire). Best of
 ``--repeat`` runs for each; one core; the garbage collector stays on (the
@@ -32,8 +41,13 @@ from exchange.domain.ladder import TEXT, TICKS, parse_price
 from exchange.domain.messages import (
     CancelInstruction,
     CancelOrders,
+    CommandResult,
     DefineMarket,
+    Fill,
+    InstructionReport,
     OpenMarket,
+    OrderCancelled,
+    OrderPlaced,
     PlaceInstruction,
     PlaceOrders,
 )
@@ -155,6 +169,90 @@ def run_domain(commands: list) -> tuple[float, dict]:
 
 
 # --------------------------------------------------------------------------
+# the outputs alone: the domain's events, reports and results built again
+
+
+def record_outputs(commands: list) -> list[tuple]:
+    """What a run of the domain answered, as plain values, one tuple per command."""
+    state = _fresh_market()
+    handle = market_mod.handle
+    ctx = Context(1)
+    recorded: list[tuple] = []
+    for cmd in commands:
+        state, result = handle(state, cmd, ctx)
+        report = result.reports[0]
+        exposures = tuple(result.exposures.items())
+        if result.status != "SUCCESS":
+            recorded.append((2, result.command_id, result.error_code, result.market_seq))
+            continue
+        event = result.events[0]
+        if type(event) is OrderCancelled:
+            recorded.append((1, result.command_id, report.bet_id, exposures, result.market_seq, event.market_id,
+                             event.seq, event.at, event.size_cancelled))
+            continue
+        fills = tuple((f.maker_bet_id, f.maker_player_id, f.price_tick, f.size) for f in event.fills)
+        recorded.append((0, result.command_id, report.bet_id, report.size_matched, report.matched_value, exposures,
+                         result.market_seq, event.market_id, event.seq, event.at, event.player_id, event.runner_id,
+                         event.side, event.price_tick, event.size, event.persistence, event.customer_ref, fills))
+    return recorded
+
+
+def run_loop_only(recorded: list[tuple]) -> float:
+    """The bare iteration of ``run_outputs``: a fused implementation would share
+    one loop with the walk, so the floor does not count it twice."""
+    started = time.perf_counter()
+    for values in recorded:
+        kind = values[0]  # noqa: F841
+    return time.perf_counter() - started
+
+
+def run_outputs(recorded: list[tuple]) -> float:
+    """Build every recorded answer again, each Struct by keyword as the domain does."""
+    started = time.perf_counter()
+    for values in recorded:
+        kind = values[0]
+        if kind == 0:
+            (_, command_id, bet_id, size_matched, matched_value, exposures, market_seq, market_id, seq, at,
+             player_id, runner_id, side, price_tick, size, persistence, customer_ref, fills) = values
+            made = []  # a loop, not a comprehension (a frame of its own on 3.11): the cheapest way
+            for m, p, t, q in fills:
+                made.append(Fill(maker_bet_id=m, maker_player_id=p, price_tick=t, size=q))
+            CommandResult(
+                command_id=command_id,
+                status="SUCCESS",
+                reports=[InstructionReport(index=0, status="SUCCESS", bet_id=bet_id, size_matched=size_matched,
+                                           matched_value=matched_value)],
+                events=[OrderPlaced(market_id=market_id, seq=seq, at=at, bet_id=bet_id, player_id=player_id,
+                                    runner_id=runner_id, side=side, price_tick=price_tick, size=size,
+                                    persistence=persistence, customer_ref=customer_ref,
+                                    fills=made)],
+                exposures=dict(exposures) if fills else {player_id: exposures[0][1]},
+                market_seq=market_seq,
+            )
+        elif kind == 1:
+            _, command_id, bet_id, exposures, market_seq, market_id, seq, at, size_cancelled = values
+            CommandResult(
+                command_id=command_id,
+                status="SUCCESS",
+                reports=[InstructionReport(index=0, status="SUCCESS", bet_id=bet_id)],
+                events=[OrderCancelled(market_id=market_id, seq=seq, at=at, bet_id=bet_id,
+                                       size_cancelled=size_cancelled)],
+                exposures={exposures[0][0]: exposures[0][1]},
+                market_seq=market_seq,
+            )
+        else:
+            _, command_id, error_code, market_seq = values
+            CommandResult(
+                command_id=command_id,
+                status="FAILURE",
+                error_code=error_code,
+                reports=[InstructionReport(index=0, status="FAILURE", error_code=error_code)],
+                market_seq=market_seq,
+            )
+    return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------
 # the ceiling: a bare price-time loop
 
 
@@ -243,6 +341,7 @@ def run_ceiling(ops: list[tuple]) -> float:
 def run(args: argparse.Namespace) -> dict:
     ops = make_ops(args.ops, args.players, args.seed)
     commands = build_commands(ops, args.players)
+    recorded = record_outputs(commands)
     # The prebuilt stream stays alive for the whole run, which a real host never
     # does (commands arrive, are handled and dropped): freeze it out of the
     # collector's sight so full collections do not walk it over and over.
@@ -250,25 +349,34 @@ def run(args: argparse.Namespace) -> dict:
     gc.freeze()
     domain_best = float("inf")
     ceiling_best = float("inf")
+    outputs_best = float("inf")
+    loop_best = float("inf")
     counts: dict = {}
     try:
         for _ in range(max(1, args.repeat)):
             ceiling_best = min(ceiling_best, run_ceiling(ops))
             elapsed, counts = run_domain(commands)
             domain_best = min(domain_best, elapsed)
+            outputs_best = min(outputs_best, run_outputs(recorded))
+            loop_best = min(loop_best, run_loop_only(recorded))
     finally:
         gc.unfreeze()
     ops_per_s = len(ops) / domain_best
     ceiling_ops_per_s = len(ops) / ceiling_best
+    floor_ops_per_s = len(ops) / (ceiling_best + outputs_best - loop_best)
     mix = {k: sum(1 for op in ops if op[0] == v) for k, v in (("rest", REST), ("cross", CROSS), ("cancel", CANCEL))}
     return {
         "benchmark": "matching",
         "ops_per_s": round(ops_per_s),
         "ceiling_ops_per_s": round(ceiling_best and ceiling_ops_per_s),
         "ratio": round(ops_per_s / ceiling_ops_per_s, 3),
+        "outputs_only_ops_per_s": round(len(ops) / outputs_best),
+        "floor_ops_per_s": round(floor_ops_per_s),
+        "floor_ratio": round(floor_ops_per_s / ceiling_ops_per_s, 3),
         "ops": len(ops),
         "seconds": round(domain_best, 4),
         "ceiling_seconds": round(ceiling_best, 4),
+        "outputs_only_seconds": round(outputs_best, 4),
         "mix": mix,
         "results": counts,
         "runners": len(RUNNER_IDS),

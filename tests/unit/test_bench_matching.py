@@ -13,4 +13,7 @@ def test_matching_benchmark_prints_one_json_line(capsys):
     assert figures["ops"] == 2000
     assert figures["ops_per_s"] > 0 and figures["ceiling_ops_per_s"] > 0
     assert {"ratio", "seconds", "python"} <= figures.keys()
+    # the floor is the ceiling's walk plus the outputs: never faster than either alone
+    assert 0 < figures["floor_ops_per_s"] < figures["ceiling_ops_per_s"]
+    assert figures["floor_ops_per_s"] < figures["outputs_only_ops_per_s"]
     assert figures["results"]["success"] > figures["results"]["failure"]
