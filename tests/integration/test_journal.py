@@ -69,8 +69,8 @@ async def test_recovery_starts_at_the_last_checkpoint(config):
             state[agg].append(ev(agg, n))
             fut = journal.append(agg, [ev(agg, n)])
         await fut     # one flush per round, each may snapshot what is due
+    await journal.stop()                # the snapshot writer finishes what it was handed
     assert journal.snapshots >= 20      # "a" is due every other flush: right after its events land
-    await journal.stop()
 
     recovered, _ = await recovered_by_a_successor(cfg, 0)
     a, b = recovered["a"], recovered["b"]
@@ -193,12 +193,46 @@ async def test_snapshots_of_an_aborted_lease_are_not_used_but_its_events_are(con
     for n in range(1, 6):
         state.append(ev("a", n))
         await first.append("a", [ev("a", n)])
-    assert first.snapshots >= 2 and first.state()["in_transaction"] is True   # all inside the open lease
+    for _ in range(200):                  # the snapshot writer follows the flushes on its own
+        if first.snapshots >= 2:
+            break
+        await asyncio.sleep(0.01)
+    assert first.snapshots >= 2 and first.state()["snapshots_in_transaction"] is True   # inside its open lease
 
     recovered, _ = await recovered_by_a_successor(cfg, 0)      # aborts the lease: its snapshots never commit
     await first.stop()
     a = recovered["a"]
     assert a.snapshot is None and a.events == [ev("a", n) for n in range(1, 6)]
+
+
+async def test_a_snapshot_write_never_holds_up_a_flush(config):
+    """The snapshot writer has its own producer: while its writes hang, flushes go on and are
+    answered; once it is let go the snapshots and checkpoint land, and recovery uses them."""
+    cfg = JournalConfig(**{**config.__dict__, "checkpoint_every_s": 0.0})
+    state: list[bytes] = []
+    journal = Journal(cfg, partition=1, snapshot_source=lambda aggs: {a: (len(state), msgspec.msgpack.encode(state))
+                                                                       for a in aggs})
+    await journal.start()
+    gate = asyncio.Event()
+    send = journal._snapshot_producer.send
+
+    async def held_send(*args, **kwargs):
+        await gate.wait()
+        return await send(*args, **kwargs)
+
+    journal._snapshot_producer.send = held_send
+    for n in range(1, 21):
+        state.append(ev("a", n))
+        await asyncio.wait_for(journal.append("a", [ev("a", n)]), 5)   # answered while snapshots wait
+    assert journal.snapshots == 0 and journal.flushes == 20
+    gate.set()
+    await journal.stop()
+    assert journal.snapshots >= 2
+
+    recovered, _ = await recovered_by_a_successor(cfg, 1)
+    a = recovered["a"]
+    assert a.snapshot is not None and a.snapshot_seq >= 19
+    assert msgspec.msgpack.decode(a.snapshot) + a.events == [ev("a", n) for n in range(1, 21)]
 
 
 async def test_a_zombie_between_two_leases_is_fenced_too(config):
