@@ -44,6 +44,15 @@ class Position:
         self.delta = [0] * runners
         self.base = 0
 
+    @classmethod
+    def of(cls, lose: list[int], delta: list[int], base: int) -> Position:
+        """A position with these figures (a market's snapshot restores them)."""
+        position = cls.__new__(cls)
+        position.lose = lose
+        position.delta = delta
+        position.base = base
+        return position
+
     def add_lose(self, r: int, amount: int) -> None:
         """P&L if runner r loses changes by ``amount``."""
         self.lose[r] += amount

@@ -16,6 +16,8 @@ through ``evolve`` rebuilds its state exactly.
 
 from __future__ import annotations
 
+import pickle
+
 from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -191,6 +193,13 @@ class HotPathMachine(RuleBasedStateMachine):
         snapshot = self.fast.snapshot()
         assert snapshot == self.ref.snapshot()
         assert market.replay(self.events).snapshot() == snapshot
+        # a host's snapshot is a pickle (positions packed by MarketState.__getstate__)
+        restored = pickle.loads(pickle.dumps(self.fast, protocol=pickle.HIGHEST_PROTOCOL))
+        assert restored.snapshot() == snapshot
+        for order in restored.orders.values():
+            book = restored.books[order.runner_index]
+            level = (book.backs if order.is_back else book.lays)[order.tick]
+            assert any(o is order for o in level), "the book queues the order index's own objects"
 
 
 TestHotPaths = HotPathMachine.TestCase

@@ -460,3 +460,17 @@ def test_matching_never_raises_exposure():
     before = state.exposure_of("bob")
     when(state, back("alice", A, "2.0", 500))
     assert state.exposure_of("bob") <= before
+
+
+def test_a_market_snapshot_pickled_before_positions_were_packed_still_loads():
+    """Hosts snapshot markets with pickle; MarketState.__getstate__ now packs the positions.
+    A snapshot in the older form (pickle's default for slots: (None, {slot: value})) loads
+    to the same state, and the packed form round-trips with a removed runner's marker."""
+    import pickle
+
+    state = given(history(back("p1", A, "3.0", 500), lay("p2", A, "3.0", 200), lay("p3", B, "4.0", 300),
+                          RemoveRunner(command_id=cid(), market_id=MARKET, runner_id=C)))
+    older = market.MarketState.__new__(market.MarketState)
+    older.__setstate__((None, {name: getattr(state, name) for name in market.MarketState.__slots__}))
+    assert older.snapshot() == state.snapshot()
+    assert pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)).snapshot() == state.snapshot()
