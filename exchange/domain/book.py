@@ -210,6 +210,26 @@ class RunnerBook:
         for queue in reversed(self.lays):
             yield from queue
 
+    def levels(self) -> tuple:
+        """The book as plain values: best pointers, then (tick, bet ids in queue order) of
+        each level holding orders, backs then lays (a market's snapshot packs it)."""
+        return (
+            self.best_back,
+            self.best_lay,
+            [(t, [o.bet_id for o in q]) for t, q in enumerate(self.backs) if q],
+            [(t, [o.bet_id for o in q]) for t, q in enumerate(self.lays) if q],
+        )
+
+    @classmethod
+    def of(cls, levels, orders: dict[int, Order]) -> RunnerBook:
+        """The book ``levels()`` described, queuing the given live orders (by bet id)."""
+        book = cls()
+        book.best_back, book.best_lay, backs, lays = levels
+        for side, queued in ((book.backs, backs), (book.lays, lays)):
+            for tick, bet_ids in queued:
+                side[tick] = deque(orders[bet_id] for bet_id in bet_ids)
+        return book
+
     def snapshot(self) -> tuple:
         return (
             self.best_back,

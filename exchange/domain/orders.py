@@ -20,12 +20,13 @@ TIMES_IN_FORCE = frozenset((None, FILL_OR_KILL))
 MAX_CUSTOMER_REF = 32
 
 
-class Order(msgspec.Struct, gc=False, eq=False):
+class Order(msgspec.Struct, gc=False, eq=False, array_like=True):
     """A live order. ``remaining`` is its unmatched size; at 0 it leaves the market.
 
     A mutable Struct (cheap to create; no reference cycles, so ``gc=False``)
     with identity equality (``eq=False``): the book removes an order from its
-    queue by identity.
+    queue by identity. ``array_like``: a market's snapshot packs its orders as
+    arrays (``MarketState.__getstate__``).
     """
 
     bet_id: int
