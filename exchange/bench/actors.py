@@ -245,7 +245,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
             result.setdefault("half_load_hosts", {})[st["name"]] = {
                 k: st.get(k) for k in ("flushes", "flush_p50_ms", "flush_p99_ms", "flush_max_ms",
                                        "max_loop_lag_ms", "max_gc_pause_ms", "gc_collections",
-                                       "gc_collected")}
+                                       "gc_collected", "snapshots", "aggregates")}
         half = [s for h in market_hosts for s in await h.latency_sample.remote()]
         # what the frozen survivors held back from the collector (actors/host_actor.py):
         # one full sweep per host after the phases, its objects collected and its pause

@@ -24,9 +24,8 @@ already-encoded events, and await the returned future before they answer anyone
   Committing per flush instead (what this journal did before) costs an
   AddPartitionsToTxn, an EndTxn and the coordinator's marker writes on every flush:
   here ~1 ms and ~1 ms of CPU (broker and host together) against ~0.2 ms and ~0.2 ms.
-- Snapshots: a flush takes snapshots of the aggregates whose oldest unsnapshotted
-  events are older than `checkpoint_every_s` (oldest first, within `snapshot_budget_s`
-  of pickling), and once its events are acknowledged hands them, with a Checkpoint
+- Snapshots: a flush takes snapshots of the aggregates that are due (within
+  `snapshot_budget_s` of pickling), and once its events are acknowledged hands them, with a Checkpoint
   record naming the offset before the oldest events no snapshot covers, to the
   snapshot writer. The writer has a producer and a lease of its own
   (`<host identity>.snapshots`, fenced by a successor the same way), so its round trips
@@ -37,14 +36,19 @@ already-encoded events, and await the returned future before they answer anyone
   counts only with the snapshots written before it in the same lease (an aborted lease
   leaves the older checkpoint: only slower to recover from). Recovery reads the
   compacted snapshots partition, then the events after the last checkpoint, so its
-  time is bounded by the checkpoint interval, not by history.
+  time is bounded by the checkpoint interval, not by history. An aggregate comes due at
+  a random time within `checkpoint_every_s` of its oldest unsnapshotted event, so a
+  host's aggregates, which all start uncovered after a recovery or a quiet spell, come
+  due spread out at the steady rate instead of all at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -102,8 +106,8 @@ class JournalConfig:
     stream: str                 # "markets", "wallets", ...
     partitions: int = 8         # how many hosts of this stream can exist
     prefix: str = "exchange"
-    checkpoint_every_s: float = 5.0    # an aggregate's events wait at most ~this long for a snapshot
-    snapshot_budget_s: float = 0.002   # time spent pickling snapshots per flush (at least one)
+    checkpoint_every_s: float = 30.0   # an aggregate's events wait at most ~this long for a snapshot
+    snapshot_budget_s: float = 0.0005  # time spent pickling snapshots per flush (at least one)
     linger_s: float = 0.0       # extra wait before a flush to gather more (0: flush as soon as idle)
     request_timeout_ms: int = 30000
     transaction_timeout_ms: int = 60000
@@ -223,9 +227,10 @@ class Journal:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._failed: BaseException | None = None
-        # aggregate -> (offset of its oldest events not covered by a snapshot, since when),
+        # aggregate -> (offset of its oldest events not covered by a snapshot, when it is due),
         # oldest first: offsets only grow, and an aggregate is re-added at the end
         self._uncovered: dict[str, tuple[int, float]] = {}
+        self._due: list[tuple[float, str]] = []   # heap of (due at, aggregate); stale entries skipped
         self._force_snapshots = False
         self._last_events_offset = -1
         self._lease = _Lease(config.lease_s, self._wakeup.set)     # the fencing lease (module docstring)
@@ -434,8 +439,8 @@ class Journal:
         self._waiter = None
 
     def _take_due_snapshots(self) -> dict[str, tuple[int, bytes]] | None:
-        """Snapshots the aggregates whose oldest unsnapshotted events are older than the
-        checkpoint interval, oldest first, within a small time budget per flush.
+        """Snapshots the aggregates that are due, soonest due first, within a small time
+        budget per flush (all of them after request_checkpoint).
 
         Spreading snapshots over flushes keeps any one flush short (a pause for a full
         checkpoint of every market was the tail of the latency). Called synchronously as
@@ -445,20 +450,36 @@ class Journal:
         if self._snapshot_source is None or not self._uncovered:
             return None
         now = time.monotonic()
-        cutoff = now - self.config.checkpoint_every_s
-        force, self._force_snapshots = self._force_snapshots, False
         taken: dict[str, tuple[int, bytes]] = {}
+        if self._force_snapshots:
+            self._force_snapshots = False
+            for aggregate_id in list(self._uncovered):
+                self._snapshot_into(taken, aggregate_id, now)
+            return taken or None
+        due, uncovered = self._due, self._uncovered
         deadline = time.perf_counter() + self.config.snapshot_budget_s
-        for aggregate_id, (_, since) in self._uncovered.items():   # oldest first
-            if not force and (since > cutoff or (taken and time.perf_counter() > deadline)):
-                break
-            for agg, (seq, state) in self._snapshot_source((aggregate_id,)).items():
-                if len(state) <= MAX_SNAPSHOT_BYTES:
-                    taken[agg] = (seq, state)
-                else:   # stays uncovered: recovery replays its events instead (slower, still exact)
-                    log.warning("%s: snapshot of %s is %d bytes, over %d: not written", self.host_id,
-                                agg, len(state), MAX_SNAPSHOT_BYTES)
+        while due and due[0][0] <= now and not (taken and time.perf_counter() > deadline):
+            at, aggregate_id = heapq.heappop(due)
+            entry = uncovered.get(aggregate_id)
+            if entry is not None and entry[1] == at:    # else snapshotted since, or due again later
+                self._snapshot_into(taken, aggregate_id, now)
         return taken or None
+
+    def _snapshot_into(self, taken: dict[str, tuple[int, bytes]], aggregate_id: str, now: float) -> None:
+        for agg, (seq, state) in self._snapshot_source((aggregate_id,)).items():
+            if len(state) <= MAX_SNAPSHOT_BYTES:
+                taken[agg] = (seq, state)
+            else:   # stays uncovered, due again: recovery replays its events instead (slower, still exact)
+                log.warning("%s: snapshot of %s is %d bytes, over %d: not written", self.host_id,
+                            agg, len(state), MAX_SNAPSHOT_BYTES)
+                self._mark_uncovered(agg, self._uncovered[agg][0], now)
+
+    def _mark_uncovered(self, aggregate_id: str, offset: int, now: float) -> None:
+        """Notes an aggregate's oldest events no snapshot covers, due at a random time within
+        the checkpoint interval (an aggregate already noted keeps its place in the order)."""
+        at = now + self.config.checkpoint_every_s * random.random()
+        self._uncovered[aggregate_id] = (offset, at)
+        heapq.heappush(self._due, (at, aggregate_id))
 
     async def _write_events(self, batch: dict[str, list]) -> list[tuple[int, str]]:
         """Produces one flush's events; returns (offset, aggregate) of each slice written."""
@@ -511,7 +532,7 @@ class Journal:
         now = time.monotonic()
         for offset, aggregate_id in placed:
             if aggregate_id not in uncovered and not (snapshots and aggregate_id in snapshots):
-                uncovered[aggregate_id] = (offset, now)
+                self._mark_uncovered(aggregate_id, offset, now)
         if snapshots:
             oldest = next(iter(uncovered.values()))[0] - 1 if uncovered else self._last_events_offset
             self._snapshot_queue.append((snapshots, oldest))
@@ -557,7 +578,9 @@ class Journal:
         now = time.monotonic()
         replayed = sorted((agg.first_offset, agg.aggregate_id) for agg in aggregates.values()
                           if agg.first_offset is not None)
-        self._uncovered = {aggregate_id: (offset, now) for offset, aggregate_id in replayed}
+        self._uncovered, self._due = {}, []
+        for offset, aggregate_id in replayed:
+            self._mark_uncovered(aggregate_id, offset, now)
         return aggregates
 
     async def _read(self, topic: str, offset: int):
