@@ -260,10 +260,29 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         result["ratio_to_ceiling"] = round(rate / max(ceiling, 1), 3)
     finally:
         remove_hosts(hosts)
+        await delete_topics(bootstrap, f"bench{tag}.")
 
     if args.recovery_events:
-        result.update(await recovery(bootstrap, f"rec{tag}", args.recovery_events))
+        try:
+            result.update(await recovery(bootstrap, f"rec{tag}", args.recovery_events))
+        finally:
+            await delete_topics(bootstrap, f"rec{tag}.")
     return result
+
+
+async def delete_topics(bootstrap: str, prefix: str) -> None:
+    """Drops the run's topics: left behind, every run added ~32 partitions and its whole log
+    to the broker (a day of runs: 2,145 partitions, 9.8 GB), and later runs paid for them."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if topics:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
 
 
 async def recovery(bootstrap: str, prefix: str, events: int) -> dict:
