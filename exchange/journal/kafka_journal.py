@@ -94,6 +94,7 @@ _tune_transaction_retry()
 
 MAX_SNAPSHOT_BYTES = 48 * 1024 * 1024   # the snapshots topic takes records up to 64 MB
 MAX_RECORD_BYTES = 512 * 1024   # slices share a record up to this; one slice may exceed it
+MAX_QUEUED_SNAPSHOT_BYTES = 64 * 1024 * 1024   # flushes take no snapshots while the writer is this far behind
 
 
 class JournalFailed(RuntimeError):
@@ -239,6 +240,7 @@ class Journal:
         # the snapshot writer: (snapshots, checkpoint offset) of acknowledged flushes, in order
         self._snapshot_producer: AIOKafkaProducer | None = None
         self._snapshot_queue: list[tuple[dict[str, tuple[int, bytes]], int]] = []
+        self._snapshot_queued_bytes = 0     # handed over and not yet acknowledged
         self._snapshot_wakeup = asyncio.Event()
         self._snapshot_lease = _Lease(config.lease_s, self._snapshot_wakeup.set)
         self._snapshot_task: asyncio.Task | None = None
@@ -445,34 +447,45 @@ class Journal:
         Spreading snapshots over flushes keeps any one flush short (a pause for a full
         checkpoint of every market was the tail of the latency). Called synchronously as
         the batch is taken, so each snapshot holds exactly the events up to this batch's
-        (hosts apply before they append, with no await between).
+        (hosts apply before they append, with no await between). None once stopping (a
+        host may have applied a command whose append was then refused) or while the
+        writer is behind by more than MAX_QUEUED_SNAPSHOT_BYTES (they stay due).
         """
-        if self._snapshot_source is None or not self._uncovered:
+        if (self._snapshot_source is None or not self._uncovered or self._stopping
+                or self._snapshot_queued_bytes > MAX_QUEUED_SNAPSHOT_BYTES):
             return None
         now = time.monotonic()
         taken: dict[str, tuple[int, bytes]] = {}
+        again: list[str] = []     # asked for but not taken: due again, after this flush
         if self._force_snapshots:
             self._force_snapshots = False
             for aggregate_id in list(self._uncovered):
-                self._snapshot_into(taken, aggregate_id, now)
-            return taken or None
-        due, uncovered = self._due, self._uncovered
-        deadline = time.perf_counter() + self.config.snapshot_budget_s
-        while due and due[0][0] <= now and not (taken and time.perf_counter() > deadline):
-            at, aggregate_id = heapq.heappop(due)
-            entry = uncovered.get(aggregate_id)
-            if entry is not None and entry[1] == at:    # else snapshotted since, or due again later
-                self._snapshot_into(taken, aggregate_id, now)
+                self._snapshot_into(taken, again, aggregate_id)
+        else:
+            due, uncovered = self._due, self._uncovered
+            deadline = time.perf_counter() + self.config.snapshot_budget_s
+            tried = False
+            while due and due[0][0] <= now and not (tried and time.perf_counter() > deadline):
+                at, aggregate_id = heapq.heappop(due)
+                entry = uncovered.get(aggregate_id)
+                if entry is not None and entry[1] == at:    # else snapshotted since, or due again later
+                    self._snapshot_into(taken, again, aggregate_id)
+                    tried = True
+        for aggregate_id in again:
+            if aggregate_id in self._uncovered:
+                self._mark_uncovered(aggregate_id, self._uncovered[aggregate_id][0], now)
         return taken or None
 
-    def _snapshot_into(self, taken: dict[str, tuple[int, bytes]], aggregate_id: str, now: float) -> None:
-        for agg, (seq, state) in self._snapshot_source((aggregate_id,)).items():
-            if len(state) <= MAX_SNAPSHOT_BYTES:
-                taken[agg] = (seq, state)
-            else:   # stays uncovered, due again: recovery replays its events instead (slower, still exact)
-                log.warning("%s: snapshot of %s is %d bytes, over %d: not written", self.host_id,
-                            agg, len(state), MAX_SNAPSHOT_BYTES)
-                self._mark_uncovered(agg, self._uncovered[agg][0], now)
+    def _snapshot_into(self, taken: dict[str, tuple[int, bytes]], again: list[str], aggregate_id: str) -> None:
+        snapshots = self._snapshot_source((aggregate_id,))
+        state = snapshots.get(aggregate_id)
+        if state is not None and len(state[1]) <= MAX_SNAPSHOT_BYTES:
+            taken[aggregate_id] = state
+            return
+        if state is not None:   # stays uncovered: recovery replays its events instead (slower, still exact)
+            log.warning("%s: snapshot of %s is %d bytes, over %d: not written", self.host_id,
+                        aggregate_id, len(state[1]), MAX_SNAPSHOT_BYTES)
+        again.append(aggregate_id)
 
     def _mark_uncovered(self, aggregate_id: str, offset: int, now: float) -> None:
         """Notes an aggregate's oldest events no snapshot covers, due at a random time within
@@ -536,6 +549,7 @@ class Journal:
         if snapshots:
             oldest = next(iter(uncovered.values()))[0] - 1 if uncovered else self._last_events_offset
             self._snapshot_queue.append((snapshots, oldest))
+            self._snapshot_queued_bytes += sum(len(state) for _, state in snapshots.values())
             self._snapshot_wakeup.set()
 
     async def _write_snapshots(self, queued: list[tuple[dict[str, tuple[int, bytes]], int]]) -> None:
@@ -560,6 +574,7 @@ class Journal:
                                            partition=self.partition))
         await asyncio.gather(*written)
         self.snapshots += sum(len(snapshots) for snapshots, _ in queued)
+        self._snapshot_queued_bytes -= sum(len(state) for snapshots, _ in queued for _, state in snapshots.values())
 
     # ---------------------------------------------------------------- recovery
 
