@@ -191,8 +191,9 @@ class MarketState:
                 setattr(self, name, value)
             self.positions = {p: Position.of(lose, delta, base)
                               for p, (lose, delta, base) in msgspec.msgpack.decode(self.positions).items()}
-            self.orders = {o.bet_id: o for o in _ORDERS.decode(self.orders)}
-            self.books = [RunnerBook.of(levels, self.orders) for levels in msgspec.msgpack.decode(self.books)]
+            if type(self.orders) is bytes:   # (a snapshot of one evening's code packed only the positions)
+                self.orders = {o.bet_id: o for o in _ORDERS.decode(self.orders)}
+                self.books = [RunnerBook.of(levels, self.orders) for levels in msgspec.msgpack.decode(self.books)]
         else:   # pickled before __getstate__ existed: (None, {slot: value})
             for name, value in state[1].items():
                 setattr(self, name, value)
