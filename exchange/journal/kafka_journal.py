@@ -398,7 +398,7 @@ class Journal:
         while True:
             await self._snapshot_wakeup.wait()
             self._snapshot_wakeup.clear()
-            watchdog = loop.call_later(self.config.flush_timeout_s, self._stuck_snapshots)
+            watchdog = loop.call_later(self.config.flush_timeout_s, self._stuck, True)
             queued, self._snapshot_queue = self._snapshot_queue, []
             try:
                 if queued:
@@ -414,21 +414,18 @@ class Journal:
             if self._snapshots_stopping and not self._snapshot_queue:
                 return
 
-    def _stuck(self) -> None:
-        """A flush or lease commit outlived flush_timeout_s: aiokafka can wait on a broker that
-        came back without resending (seen after a broker SIGKILL). Crash-only: fail now, so
-        the host exits and recovers with a new producer instead of hanging."""
+    def _stuck(self, snapshots: bool = False) -> None:
+        """A flush, a snapshot write (``snapshots``) or a lease commit outlived flush_timeout_s:
+        aiokafka can wait on a broker that came back without resending (seen after a broker
+        SIGKILL). Crash-only: fail now, so the host exits and recovers with a new producer
+        instead of hanging."""
         if self._failed is None:
-            self._fail(TimeoutError(f"a flush took over {self.config.flush_timeout_s:.0f} s"), self._in_flight)
-            if self._task is not None:
-                self._task.cancel()
-
-    def _stuck_snapshots(self) -> None:
-        """The snapshot writer's watchdog: the same, for a snapshot write or its lease commit."""
-        if self._failed is None:
-            self._fail(TimeoutError(f"a snapshot write took over {self.config.flush_timeout_s:.0f} s"), None)
-            if self._snapshot_task is not None:
-                self._snapshot_task.cancel()
+            what = "a snapshot write" if snapshots else "a flush"
+            self._fail(TimeoutError(f"{what} took over {self.config.flush_timeout_s:.0f} s"),
+                       None if snapshots else self._in_flight)
+            task = self._snapshot_task if snapshots else self._task
+            if task is not None:
+                task.cancel()
 
     def _fail(self, exc: BaseException, waiter: asyncio.Future | None) -> None:
         self._failed = exc
