@@ -219,17 +219,16 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
                 await asyncio.gather(*(gw.place_orders(c) for c in cmds))
             e2e_half.append((time.perf_counter() - t0) * 1000)
 
+        # open loop, paced by the clock: every tick sends what is owed by now, so a driver
+        # that wakes late sends more rather than lowering the rate
         tick = 0.005
-        per_tick = half_rate / per_command * tick
-        owed = 0.0
+        commands_per_s = half_rate / per_command
         tasks = []
         start = time.perf_counter()
         n = 0
-        while time.perf_counter() - start < args.seconds:
-            owed += per_tick
-            due = int(owed)
-            owed -= due
-            if due:
+        while (elapsed := time.perf_counter() - start) < args.seconds:
+            due = int(elapsed * commands_per_s) - n
+            if due > 0:
                 tasks.append(asyncio.ensure_future(timed([order(0, n + k) for k in range(due)])))
                 n += due
             await asyncio.sleep(tick)
@@ -245,8 +244,12 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
             result.setdefault("half_load_hosts", {})[st["name"]] = {
                 k: st.get(k) for k in ("flushes", "flush_p50_ms", "flush_p99_ms", "flush_max_ms",
                                        "max_loop_lag_ms", "max_gc_pause_ms", "gc_collections",
-                                       "gc_collected", "snapshots", "aggregates")}
-        half = [s for h in market_hosts for s in await h.latency_sample.remote()]
+                                       "gc_collected", "snapshots", "aggregates", "niceness")}
+        # the batches (calls) each host took over the phase: a call's cost here is mostly fixed
+        samples = [await h.latency_sample.remote() for h in market_hosts + wallet_hosts]
+        for name, sample in zip(names, samples):
+            result["half_load_hosts"][name]["batches"] = len(sample)
+        half = [s for sample in samples[:len(market_hosts)] for s in sample]
         # what the frozen survivors held back from the collector (actors/host_actor.py):
         # one full sweep per host after the phases, its objects collected and its pause
         for h, name in zip(market_hosts + wallet_hosts, names):
