@@ -27,9 +27,14 @@ GC_SWEEP_EVERY_S = 3600.0   # a full collection of the host's heap, frozen objec
 # Ray starts its workers at nice 15, so that they yield to the raylet and GCS. A host is the
 # latency path of every bet: on a busy node it waited behind the broker and everything else
 # at nice 0. It asks for HOST_NICENESS when it may (root, or CAP_SYS_NICE in a container)
-# and keeps Ray's otherwise. Measured with `python -m exchange.bench actors`: 20,422-28,830
-# one-order orders/s over eight runs, against 17,478-24,736 at 15 (docs/benchmarks.md).
-HOST_NICENESS = 0
+# and keeps Ray's otherwise; the local stack starts the broker at the same niceness
+# (cluster/stack.py). Measured with `python -m exchange.bench actors` (docs/benchmarks.md):
+# at 0 rather than 15, 20,422-28,830 one-order orders/s against 17,478-24,736; at -10 with
+# the broker, a host p99.9 at half load of 19.7-38.2 ms against 43.4-192.4 ms at 0 (three
+# runs each, alternated, on a slow hour of the machine). EXCHANGE_HOST_NICENESS overrides.
+HOST_NICENESS = int(os.environ.get("EXCHANGE_HOST_NICENESS", "-10"))
+# Young collections run every this many net allocations of tracked objects (see below).
+GC_YOUNG_THRESHOLD = 2_000
 
 
 class HostActor:
@@ -92,7 +97,7 @@ class HostActor:
         # is whatever survives a collection.
         gc.collect()
         gc.freeze()
-        gc.set_threshold(10_000, 50, 100)
+        gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
         self._freeze_survivors = True
         await self.after_recovery()
         asyncio.get_running_loop().create_task(self._watch_journal())
@@ -113,8 +118,10 @@ class HostActor:
     # costs: cycles that die after surviving a collection are not freed until the next
     # sweep, which unfreezes and collects everything once every GC_SWEEP_EVERY_S (a pause
     # proportional to the heap, 60-420 ms in the benchmark, logged with its figures).
-    # Young collections run every 10,000 net allocations rather than 50,000: each then
-    # scans a fifth as much (a worst pause of 2-6 ms instead of 19-37 ms at half load).
+    # Young collections run every GC_YOUNG_THRESHOLD (2,000) net allocations (the code
+    # began at 50,000, then 10,000): the smaller, the less each scans. At 10,000 a young collection of the market host still
+    # took up to 4.4-6.6 ms of CPU at a quarter of full load (its thread time, measured
+    # in the gc callback during `python -m exchange.bench actors`); at 2,000, 0.6-1.4 ms.
 
     def _watch_gc(self, phase: str, info: dict) -> None:
         if phase == "start":
@@ -246,17 +253,39 @@ class HostActor:
                 "gc_collections": [g["collections"] for g in generations],
                 "gc_collected": [g["collected"] for g in generations],
                 "gc_frozen": gc.get_freeze_count(), "journal": journal.state(), "niceness": self.niceness,
+                "thread_niceness": sorted(set(_thread_niceness())),
                 "pid": os.getpid()}
 
 
 def _renice(niceness: int) -> int:
-    """This process's niceness after asking for ``niceness`` (unchanged when not allowed)."""
+    """This process's niceness after asking for ``niceness`` (unchanged when not allowed).
+
+    Linux keeps a niceness per thread, and Ray's core worker started its threads (those
+    that receive calls and replies among them) before the actor existed: each thread is
+    asked, not only the calling one.
+    """
     try:
-        if os.getpriority(os.PRIO_PROCESS, 0) > niceness:
-            os.setpriority(os.PRIO_PROCESS, 0, niceness)
-    except OSError as exc:      # not permitted here: keep Ray's
-        log.info("host niceness stays %d (%s)", os.getpriority(os.PRIO_PROCESS, 0), exc)
+        threads = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    for tid in threads:
+        try:
+            if os.getpriority(os.PRIO_PROCESS, tid) > niceness:
+                os.setpriority(os.PRIO_PROCESS, tid, niceness)
+        except OSError as exc:      # not permitted here (or the thread ended): keep Ray's
+            log.info("host thread %d niceness stays (%s)", tid, exc)
     return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def _thread_niceness() -> list[int]:
+    """The niceness of each of this process's threads."""
+    out = []
+    for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ():
+        try:
+            out.append(os.getpriority(os.PRIO_PROCESS, int(tid)))
+        except OSError:     # ended meanwhile
+            pass
+    return out
 
 
 def _flush_percentiles(flush_ms) -> dict:

@@ -83,6 +83,8 @@ async def test_a_host_reports_its_collector_and_journal_and_sweeps_on_demand(ray
         assert journal["transaction_state"].endswith("IN_TRANSACTION")
         if os.geteuid() == 0:       # allowed to: the host left Ray's nice 15 for HOST_NICENESS
             assert stats["niceness"] == HOST_NICENESS
+            # every thread, Ray's call-receiving threads started before the actor included
+            assert stats["thread_niceness"] == [HOST_NICENESS]
         sweep = await host.gc_sweep.remote()
         assert sweep["frozen_after"] > 0, "the sweep freezes what survives it"
         assert sweep["frozen_before"] > 0 and sweep["collected"] >= 0
