@@ -119,9 +119,10 @@ class HostActor:
     # sweep, which unfreezes and collects everything once every GC_SWEEP_EVERY_S (a pause
     # proportional to the heap, 60-420 ms in the benchmark, logged with its figures).
     # Young collections run every GC_YOUNG_THRESHOLD (2,000) net allocations (the code
-    # began at 50,000, then 10,000): the smaller, the less each scans. At 10,000 a young collection of the market host still
-    # took up to 4.4-6.6 ms of CPU at a quarter of full load (its thread time, measured
-    # in the gc callback during `python -m exchange.bench actors`); at 2,000, 0.6-1.4 ms.
+    # began at 50,000, then 10,000): the smaller, the less each scans. At 10,000 a young
+    # collection of the market host still took up to 4.4-6.6 ms of CPU at a quarter of
+    # full load (its thread time, measured in the gc callback during `python -m
+    # exchange.bench actors`); at 2,000, 0.6-1.4 ms.
 
     def _watch_gc(self, phase: str, info: dict) -> None:
         if phase == "start":
@@ -264,25 +265,32 @@ def _renice(niceness: int) -> int:
     that receive calls and replies among them) before the actor existed: each thread is
     asked, not only the calling one.
     """
-    try:
-        threads = [int(t) for t in os.listdir("/proc/self/task")]
-    except OSError:
-        threads = [0]
-    for tid in threads:
+    refused = []
+    for tid in _thread_ids():
         try:
             if os.getpriority(os.PRIO_PROCESS, tid) > niceness:
                 os.setpriority(os.PRIO_PROCESS, tid, niceness)
         except OSError as exc:      # not permitted here (or the thread ended): keep Ray's
-            log.info("host thread %d niceness stays (%s)", tid, exc)
+            refused.append(f"{tid}: {exc.strerror}")
+    if refused:
+        log.info("host niceness stays for %d threads (%s)", len(refused), "; ".join(refused[:3]))
     return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def _thread_ids() -> list[int]:
+    """This process's threads (0, the calling one, where /proc is not there to list them)."""
+    try:
+        return [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
 
 
 def _thread_niceness() -> list[int]:
     """The niceness of each of this process's threads."""
     out = []
-    for tid in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ():
+    for tid in _thread_ids():
         try:
-            out.append(os.getpriority(os.PRIO_PROCESS, int(tid)))
+            out.append(os.getpriority(os.PRIO_PROCESS, tid))
         except OSError:     # ended meanwhile
             pass
     return out
