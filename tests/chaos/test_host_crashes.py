@@ -180,7 +180,9 @@ async def test_market_host_dies_after_its_commit(env, point):
     assert resting.status == "SUCCESS"
     await gw.quiesce()
 
-    await gw.market_host(market).arm_crash.remote(point)
+    host = gw.market_host(market)
+    before = (await host.ready.remote())["pid"]
+    await host.arm_crash.remote(point)
     try:
         # after_persist: dies before replying; after_wallets: dies once the wallets are told,
         # which may be after the reply. Either way the bet was committed before the crash.
@@ -188,6 +190,11 @@ async def test_market_host_dies_after_its_commit(env, point):
     except Exception:
         pass
 
+    async def restarted() -> bool:
+        return (await host.ready.remote())["pid"] != before
+    # the checks below must see the host after its crash, not race it (after_wallets
+    # may die once they have begun)
+    await until(restarted, what="the market host to die at its crash point and recover")
     await check_invariants(env, [backer, layer], [market])
     # committed before the crash, so it is there: once
     orders = await gw.market_view(market)
