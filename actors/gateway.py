@@ -17,6 +17,7 @@ Calls to one host made in the same event-loop turn travel as one batch.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from exchange.domain.messages import (
 )
 from exchange.domain.money import max_loss
 
+from actors.channel import ChannelClosed, Link, RemoteError, host_link
 from actors.directory import host_index, host_name
 from actors.host_core import now_ms
 from actors.wallet_host import RESERVATION_TTL_MS
@@ -42,12 +44,15 @@ from actors.wire import pack_batch, unpack_results
 
 
 class _Batcher:
-    """Collects calls to one actor method; sends them as one call per loop turn."""
+    """Collects calls to one host method; sends them as one call per loop turn.
 
-    def __init__(self, method, max_batch: int = 1000, packed: bool = False, timeout_s: float | None = None):
-        self.method = method
+    `send(payload)` makes the call: with `packed`, one msgpack HostBatch in and packed
+    results out (actors/wire.py); otherwise the item columns as arguments."""
+
+    def __init__(self, send, max_batch: int = 1000, packed: bool = False, timeout_s: float | None = None):
+        self.send = send
         self.timeout_s = timeout_s
-        self.packed = packed          # the method takes and returns msgpack (actors/wire.py)
+        self.packed = packed
         self.max_batch = max_batch
         self.items: list = []
         self.futures: list[asyncio.Future] = []
@@ -75,11 +80,8 @@ class _Batcher:
     async def _call(self, items: list, futures: list) -> None:
         try:
             columns = [list(c) for c in zip(*items)]
-            if self.packed:
-                ref = self.method.remote(pack_batch(*columns))
-            else:
-                ref = self.method.remote(*columns)
-            reply = await asyncio.wait_for(_awaited(ref), self.timeout_s)
+            call = self.send(pack_batch(*columns)) if self.packed else self.send(*columns)
+            reply = await asyncio.wait_for(call, self.timeout_s)
             results = unpack_results(reply) if self.packed else reply
         except Exception as exc:
             for f in futures:
@@ -100,9 +102,10 @@ def host_unavailable(exc: BaseException) -> bool:
     lost, its journal failed) rather than because of what was asked."""
     from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, RayActorError, ActorUnavailableError)):
-        return True
-    return isinstance(exc, RayTaskError) and "JournalFailed" in str(exc)
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, RayActorError, ActorUnavailableError,
+                        ChannelClosed, OSError)):
+        return True      # OSError: its channel could not connect (the host is gone or moving)
+    return isinstance(exc, (RayTaskError, RemoteError)) and "JournalFailed" in str(exc)
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class Gateway:
         self.ttl = reservation_ttl_ms
         self.call_timeout_s = call_timeout_s
         self._handles: dict[tuple[str, int], object] = {}
+        self._links: dict[tuple[str, int], Link] = {}
         self._batchers: dict[tuple[str, int, str], _Batcher] = {}
 
     def handle(self, kind: str, index: int):
@@ -138,17 +142,28 @@ class Gateway:
     def wallet_host(self, wallet_id: str):
         return self.handle("wallet", host_index(wallet_id, self.hosts.wallet_hosts))
 
+    def link(self, kind: str, index: int) -> Link:
+        """The direct channel to a host (actors/channel.py), found through Ray."""
+        key = (kind, index)
+        link = self._links.get(key)
+        if link is None:
+            link = self._links[key] = host_link(lambda: self.handle(kind, index))
+        return link
+
     def _batched(self, kind: str, index: int, method: str, *item) -> asyncio.Future:
         key = (kind, index, method)
         b = self._batchers.get(key)
         if b is None:
-            b = self._batchers[key] = _Batcher(getattr(self.handle(kind, index), f"{method}_packed"),
+            b = self._batchers[key] = _Batcher(functools.partial(self.link(kind, index).call, method),
                                                packed=True, timeout_s=self.call_timeout_s)
         return b.submit(*item)
 
     def forget(self) -> None:
-        """Drops cached handles (after a host was replaced)."""
+        """Drops cached handles and channels (after a host was replaced)."""
         self._handles.clear()
+        for link in self._links.values():
+            link.close()
+        self._links.clear()
         self._batchers.clear()
 
     # ---------------------------------------------------------------- wallets
@@ -223,7 +238,7 @@ class Gateway:
                      for i in which]
             try:
                 replies = unpack_results(await self._read(
-                    self.handle("wallet", index).execute_packed.remote(pack_batch(batch)), self.call_timeout_s))
+                    self.link("wallet", index).call("execute", pack_batch(batch)), self.call_timeout_s))
             except Exception as exc:
                 if not host_unavailable(exc):
                     raise
@@ -242,8 +257,8 @@ class Gateway:
         async def place(index: int, which: list[int]) -> None:
             batch = [cmds[i] for i in which]
             try:
-                replies = unpack_results(await self._read(self.handle("market", index).execute_packed.remote(
-                    pack_batch(batch, [c.command_id for c in batch], [deadline] * len(batch))),
+                replies = unpack_results(await self._read(self.link("market", index).call(
+                    "execute", pack_batch(batch, [c.command_id for c in batch], [deadline] * len(batch))),
                     self.call_timeout_s))
             except Exception as exc:
                 if not host_unavailable(exc):

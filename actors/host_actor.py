@@ -19,6 +19,7 @@ import time
 from exchange.journal import JournalConfig, JournalFailed
 from exchange.stats import percentile
 
+from actors.channel import ChannelServer
 from actors.host_core import AggregateKind, HostCore
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class HostActor:
         self.max_gc_pause_ms = 0.0
         self.max_loop_lag_ms = 0.0
         self._freeze_survivors = False
+        self._channel: ChannelServer | None = None
         gc.callbacks.append(self._watch_gc)
         self.niceness = _renice(HOST_NICENESS)
 
@@ -105,6 +107,21 @@ class HostActor:
 
     async def after_recovery(self) -> None:
         """Reconciliation a host kind runs once it is recovered (overridden)."""
+
+    # ---------------------------------------------------------------- the direct channel
+
+    CHANNEL_METHODS: tuple[str, ...] = ("execute",)   # each served by `<name>_packed`
+
+    async def endpoint(self) -> tuple[str, int, bytes]:
+        """Where to call this host's batched methods directly (actors/channel.py): its
+        node's address, a port of this process and this incarnation's secret."""
+        if self._channel is None:
+            server = ChannelServer({m: getattr(self, f"{m}_packed") for m in self.CHANNEL_METHODS},
+                                   _node_address())
+            await server.start()
+            self._channel = server
+            log.info("%s: direct channel on %s:%d", self.name, server.address, server.port)
+        return self._channel.endpoint
 
     # ---------------------------------------------------------------- the collector
     #
@@ -275,6 +292,15 @@ def _renice(niceness: int) -> int:
     if refused:
         log.info("host niceness stays for %d threads (%s)", len(refused), "; ".join(refused[:3]))
     return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def _node_address() -> str:
+    """This node's address as Ray knows it (loopback when driven without Ray)."""
+    try:
+        import ray
+        return ray.util.get_node_ip_address()
+    except Exception:
+        return "127.0.0.1"
 
 
 def _thread_ids() -> list[int]:

@@ -35,6 +35,7 @@ from exchange.domain.messages import (
     ReplaceOrders,
 )
 
+from actors.channel import Link, host_link
 from actors.directory import host_index, host_name
 from actors.host_actor import HostActor
 from actors.host_core import AggregateKind, now_ms
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 
 # API-NG's code for "the exchange could not do it now": a placement past its deadline.
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+
+# A report the wallet host has not answered in this long goes to the outbox (resent later).
+WALLET_CALL_TIMEOUT_S = 30.0
 
 MARKET_KIND = AggregateKind("markets", lambda c: c.market_id, market.handle, market.evolve)
 
@@ -57,7 +61,7 @@ class MarketHost(HostActor):
         super().__init__(MARKET_KIND, jurisdiction, index, bootstrap, partitions, prefix, linger_ms)
         self.wallet_hosts = wallet_hosts
         self.namespace = namespace
-        self._wallets: dict[int, object] = {}
+        self._wallets: dict[int, Link] = {}
         self._outbox: list = []
         self._outbox_task: asyncio.Task | None = None
         self._pushes: set[asyncio.Task] = set()
@@ -132,12 +136,12 @@ class MarketHost(HostActor):
 
     # ---------------------------------------------------------------- wallets
 
-    def _wallet(self, index: int):
-        handle = self._wallets.get(index)
-        if handle is None:
-            handle = ray.get_actor(host_name("wallet", self.jurisdiction, index), namespace=self.namespace)
-            self._wallets[index] = handle
-        return handle
+    def _wallet(self, index: int) -> Link:
+        link = self._wallets.get(index)
+        if link is None:
+            link = self._wallets[index] = host_link(
+                lambda: ray.get_actor(host_name("wallet", self.jurisdiction, index), namespace=self.namespace))
+        return link
 
     async def _tell_wallets(self, messages: list) -> None:
         if not messages:
@@ -148,11 +152,13 @@ class MarketHost(HostActor):
 
         async def send(index: int, batch: list) -> None:
             try:
-                await self._wallet(index).apply_packed.remote(pack_batch(batch))
+                await asyncio.wait_for(self._wallet(index).call("apply", pack_batch(batch)), WALLET_CALL_TIMEOUT_S)
             except Exception as exc:   # wallet host away: keep it for later, all idempotent
                 log.warning("%s: wallet host %d unreachable (%r); %d messages to the outbox",
                             self.name, index, exc, len(batch))
-                self._wallets.pop(index, None)
+                link = self._wallets.pop(index, None)
+                if link is not None:
+                    link.close()
                 self._outbox.extend(batch)
                 if self._outbox_task is None or self._outbox_task.done():
                     self._outbox_task = asyncio.get_running_loop().create_task(self._drain_outbox())

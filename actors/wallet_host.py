@@ -37,6 +37,7 @@ RECONCILE_MARGIN_MS = 1_000
 
 class WalletHost(HostActor):
     KIND_NAME = "wallet"
+    CHANNEL_METHODS = ("execute", "apply")
 
     def __init__(self, jurisdiction: str, index: int, bootstrap: str, market_hosts: int,
                  namespace: str = "exchange", partitions: int = 8, prefix: str = "exchange",

@@ -1,8 +1,9 @@
 """`python -m exchange.bench actors`: durable orders/s through the hosts, latency, recovery.
 
 Against the running local stack (real Kafka, real Ray), in one run:
-- ceiling: the same driver and batching calling a no-op Ray actor that echoes each
-  batch (`ceiling_calls_per_s` items/s): what one Ray hop with batching allows here;
+- ceiling: the same driver and batching calling a no-op actor that echoes each batch
+  over the direct channel the hosts serve (`ceiling_calls_per_s` items/s, what one hop
+  with batching allows here) and over a Ray actor call (`ceiling_ray_calls_per_s`);
 - full load: `--concurrency` orders in flight, from a few bulk callers
   (`Gateway.place_orders_many`; `--driver single`: one coroutine per bettor, each
   placing an order and waiting for its reply). Each order is reserved on the wallet
@@ -70,10 +71,23 @@ def percentiles(values: list[float], qs=(0.5, 0.99, 0.999)) -> list[float]:
 
 
 class Echo:
-    """The ceiling: a Ray actor that returns each batch as it is."""
+    """The ceiling: an actor that returns each batch as it is, called through Ray or
+    through the direct channel the hosts serve (actors/channel.py)."""
+
+    def __init__(self):
+        self._server = None
 
     async def execute(self, items: list, *more) -> list:
         return items
+
+    async def endpoint(self):
+        from actors.channel import ChannelServer
+        if self._server is None:
+            async def echo(payload: bytes) -> bytes:
+                return payload
+            self._server = ChannelServer({"execute": echo})
+            await self._server.start()
+        return self._server.endpoint
 
 
 def run(args) -> dict:
@@ -114,6 +128,9 @@ async def _closed_loop(call, concurrency: int, seconds: float, make) -> tuple[in
 
 async def _bench(args, ray, topology, Role, actor_options) -> dict:
     from actors.deploy import deploy_hosts, remove_hosts
+    import msgspec
+
+    from actors.channel import host_link
     from actors.gateway import Gateway, _Batcher
     from exchange.domain.messages import DefineMarket, OpenMarket, PlaceInstruction, PlaceOrders
 
@@ -123,13 +140,21 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
     result: dict = {"bench": "actors", "market_hosts": args.market_hosts, "wallet_hosts": args.wallet_hosts,
                     "concurrency": args.concurrency, "seconds": args.seconds}
 
-    progress("ceiling: batched calls to a no-op actor")
+    progress("ceiling: batched calls to a no-op actor, over the hosts' channel and over Ray")
     echo_opts = actor_options(Role.MARKET_HOST, jur, topology, instance=f"echo-{tag}", namespace="bench")
     echo = ray.remote(Echo).options(**echo_opts, max_concurrency=10_000, num_cpus=0).remote()
-    batcher = _Batcher(echo.execute)
-    ceiling, _, _ = await _closed_loop(lambda item: batcher.submit(item), args.concurrency,
-                                       min(args.seconds, 5), lambda w, n: True)
-    result["ceiling_calls_per_s"] = ceiling
+    link = host_link(lambda: echo)
+
+    async def over_channel(items: list) -> list:
+        return msgspec.msgpack.decode(await link.call("execute", msgspec.msgpack.encode(items)))
+
+    async def over_ray(items: list) -> list:
+        return await echo.execute.remote(items)
+
+    for key, send in (("ceiling_calls_per_s", over_channel), ("ceiling_ray_calls_per_s", over_ray)):
+        batcher = _Batcher(send)
+        result[key], _, _ = await _closed_loop(lambda item: batcher.submit(item), args.concurrency,
+                                               min(args.seconds, 5), lambda w, n: True)
     ray.kill(echo)
 
     progress(f"deploying {args.market_hosts} market + {args.wallet_hosts} wallet hosts in {jur}")
@@ -260,7 +285,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         result["half_load_orders_per_s"] = round(n * per_command / half_elapsed)
         result.update(p50_ms_half_load=p[0], p99_ms_half_load=p[1], p99_9_ms_half_load=p[2])
         result["e2e_p50_ms_half_load"], result["e2e_p99_ms_half_load"], _ = percentiles(e2e_half)
-        result["ratio_to_ceiling"] = round(rate / max(ceiling, 1), 3)
+        result["ratio_to_ceiling"] = round(rate / max(result["ceiling_calls_per_s"], 1), 3)
     finally:
         remove_hosts(hosts)
         await delete_topics(bootstrap, f"bench{tag}.")
