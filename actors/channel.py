@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import secrets
 import struct
 from typing import Awaitable, Callable
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 _LENGTH = struct.Struct("!I")
 MAX_FRAME_BYTES = 256 * 1024 * 1024
+TRANSPORT_ENV = "EXCHANGE_HOST_TRANSPORT"
 _encode = msgspec.msgpack.encode
 _call_decoder = msgspec.msgpack.Decoder(tuple[int, str, bytes])
 _reply_decoder = msgspec.msgpack.Decoder(tuple[int, bool, bytes])
@@ -233,9 +235,35 @@ class Link:
         self._channel = None
 
 
-def host_link(handle: Callable[[], object], timeout_s: float = 5.0) -> Link:
-    """A Link to the host actor that `handle()` returns (a Ray actor handle): its endpoint
-    is asked through Ray, each time the link connects."""
+class RayLink:
+    """The fallback: the same calls as Ray actor calls (`<method>_packed`), where a
+    network lets only Ray's ports through (EXCHANGE_HOST_TRANSPORT=ray)."""
+
+    def __init__(self, handle: Callable[[], object]):
+        self.handle = handle
+
+    async def call(self, method: str, payload: bytes) -> bytes:
+        return await getattr(self.handle(), f"{method}_packed").remote(payload)
+
+    def close(self) -> None:
+        pass
+
+
+def transport() -> str:
+    """How callers reach the hosts' batched methods: "channel" (default) or "ray"."""
+    value = os.environ.get(TRANSPORT_ENV, "channel")
+    if value not in ("channel", "ray"):
+        raise ValueError(f"{TRANSPORT_ENV}={value!r}: channel or ray")
+    return value
+
+
+def host_link(handle: Callable[[], object], timeout_s: float = 5.0) -> Link | RayLink:
+    """A link to the host actor that `handle()` returns (a Ray actor handle): a channel
+    whose endpoint is asked through Ray each time it connects, or Ray calls themselves
+    when EXCHANGE_HOST_TRANSPORT=ray."""
+    if transport() == "ray":
+        return RayLink(handle)
+
     async def resolve() -> Endpoint:
         return await handle().endpoint.remote()
     return Link(resolve, timeout_s)

@@ -8,11 +8,14 @@ host never runs outside its jurisdiction's nodes and waits for them when they ar
 
 from __future__ import annotations
 
+import os
+
 import ray
 
 from placement import Role, actor_options, host_placement_group, load_topology
 from placement.options import host_placement_group_name
 
+from actors.channel import TRANSPORT_ENV, transport
 from actors.gateway import Hosts
 from actors.market_host import MarketHost
 from actors.wallet_host import WalletHost
@@ -39,7 +42,12 @@ def deploy_hosts(jurisdiction: str, bootstrap: str, market_hosts: int = 1, walle
         opts = actor_options(role, jurisdiction, topology, instance=index, scenario=scenario,
                              namespace=namespace, detached=True, placement_group=group,
                              bundle_index=bundle)
-        return {**opts, "get_if_exists": True, "max_concurrency": 10_000, "num_cpus": HOST_CPU}
+        opts = {**opts, "get_if_exists": True, "max_concurrency": 10_000, "num_cpus": HOST_CPU}
+        if os.environ.get(TRANSPORT_ENV):    # the hosts call each other the way the deployer asks
+            env = dict(opts.get("runtime_env") or {})
+            env["env_vars"] = {**env.get("env_vars", {}), TRANSPORT_ENV: transport()}
+            opts["runtime_env"] = env
+        return opts
 
     actors = []
     market_cls, wallet_cls = ray.remote(MarketHost), ray.remote(WalletHost)

@@ -36,7 +36,7 @@ from exchange.domain.messages import (
 )
 from exchange.domain.money import max_loss
 
-from actors.channel import ChannelClosed, Link, RemoteError, host_link
+from actors.channel import ChannelClosed, Link, RayLink, RemoteError, host_link
 from actors.directory import host_index, host_name
 from actors.host_core import now_ms
 from actors.wallet_host import RESERVATION_TTL_MS
@@ -125,7 +125,7 @@ class Gateway:
         self.ttl = reservation_ttl_ms
         self.call_timeout_s = call_timeout_s
         self._handles: dict[tuple[str, int], object] = {}
-        self._links: dict[tuple[str, int], Link] = {}
+        self._links: dict[tuple[str, int], Link | RayLink] = {}
         self._batchers: dict[tuple[str, int, str], _Batcher] = {}
 
     def handle(self, kind: str, index: int):
@@ -142,7 +142,7 @@ class Gateway:
     def wallet_host(self, wallet_id: str):
         return self.handle("wallet", host_index(wallet_id, self.hosts.wallet_hosts))
 
-    def link(self, kind: str, index: int) -> Link:
+    def link(self, kind: str, index: int) -> Link | RayLink:
         """The direct channel to a host (actors/channel.py), found through Ray."""
         key = (kind, index)
         link = self._links.get(key)

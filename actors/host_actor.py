@@ -272,6 +272,7 @@ class HostActor:
                 "gc_collected": [g["collected"] for g in generations],
                 "gc_frozen": gc.get_freeze_count(), "journal": journal.state(), "niceness": self.niceness,
                 "thread_niceness": sorted(set(_thread_niceness())),
+                "channel_port": self._channel.port if self._channel is not None else None,
                 "pid": os.getpid()}
 
 

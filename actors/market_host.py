@@ -35,7 +35,7 @@ from exchange.domain.messages import (
     ReplaceOrders,
 )
 
-from actors.channel import Link, host_link
+from actors.channel import Link, RayLink, host_link
 from actors.directory import host_index, host_name
 from actors.host_actor import HostActor
 from actors.host_core import AggregateKind, now_ms
@@ -61,7 +61,7 @@ class MarketHost(HostActor):
         super().__init__(MARKET_KIND, jurisdiction, index, bootstrap, partitions, prefix, linger_ms)
         self.wallet_hosts = wallet_hosts
         self.namespace = namespace
-        self._wallets: dict[int, Link] = {}
+        self._wallets: dict[int, Link | RayLink] = {}
         self._outbox: list = []
         self._outbox_task: asyncio.Task | None = None
         self._pushes: set[asyncio.Task] = set()
@@ -136,7 +136,7 @@ class MarketHost(HostActor):
 
     # ---------------------------------------------------------------- wallets
 
-    def _wallet(self, index: int) -> Link:
+    def _wallet(self, index: int) -> Link | RayLink:
         link = self._wallets.get(index)
         if link is None:
             link = self._wallets[index] = host_link(

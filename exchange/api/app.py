@@ -1036,14 +1036,17 @@ def build_app(args: dict):
     from ray import serve
     from ray.serve import Application  # noqa: F401  (the return type)
 
+    from actors.channel import TRANSPORT_ENV, transport
     from placement import Role, load_topology, serve_options
 
     s = resolve_settings(args)
     if args.get("deploy_hosts", True):
         ensure_hosts(s)
     opts = serve_options(Role.BET_INGRESS, s.jurisdiction, load_topology())
-    ray_actor_options = {**opts["ray_actor_options"],
-                         "runtime_env": {"env_vars": {"PYTHONPATH": str(ROOT)}}}
+    env_vars = {"PYTHONPATH": str(ROOT)}
+    if os.environ.get(TRANSPORT_ENV):     # the replicas reach the hosts the way the deployer asks
+        env_vars[TRANSPORT_ENV] = transport()
+    ray_actor_options = {**opts["ray_actor_options"], "runtime_env": {"env_vars": env_vars}}
     deployment = serve.deployment(serve.ingress()(BetIngress)).options(
         name=opts["name"], ray_actor_options=ray_actor_options, num_replicas=s.num_replicas,
         max_ongoing_requests=int(args.get("max_ongoing_requests", 256)),

@@ -130,7 +130,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
     from actors.deploy import deploy_hosts, remove_hosts
     import msgspec
 
-    from actors.channel import host_link
+    from actors.channel import Link, transport
     from actors.gateway import Gateway, _Batcher
     from exchange.domain.messages import DefineMarket, OpenMarket, PlaceInstruction, PlaceOrders
 
@@ -143,7 +143,9 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
     progress("ceiling: batched calls to a no-op actor, over the hosts' channel and over Ray")
     echo_opts = actor_options(Role.MARKET_HOST, jur, topology, instance=f"echo-{tag}", namespace="bench")
     echo = ray.remote(Echo).options(**echo_opts, max_concurrency=10_000, num_cpus=0).remote()
-    link = host_link(lambda: echo)
+    async def endpoint():
+        return await echo.endpoint.remote()
+    link = Link(endpoint)
 
     async def over_channel(items: list) -> list:
         return msgspec.msgpack.decode(await link.call("execute", msgspec.msgpack.encode(items)))
@@ -189,6 +191,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         wallet_hosts = [gw.handle("wallet", i) for i in range(args.wallet_hosts)]
         await asyncio.gather(*(h.latency_sample.remote() for h in market_hosts))
         result["driver"] = args.driver
+        result["host_transport"] = transport()
         if args.driver == "batch":
             # bulk callers: `concurrency` orders in flight as a few place_orders_many calls
             loops = 8

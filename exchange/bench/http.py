@@ -723,6 +723,8 @@ def _stack_env() -> dict:
 
 
 def run(args) -> dict:
+    from actors.channel import transport
+
     env = _stack_env()
     for key in ("EXCHANGE_KAFKA_BOOTSTRAP", "EXCHANGE_POSTGRES_DSN", "RAY_ADDRESS"):
         if not env.get(key):
@@ -730,7 +732,8 @@ def run(args) -> dict:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     result: dict = {"bench": "http", "seconds": args.seconds, "procs": args.procs, "bettors": args.bettors,
                     "markets": args.markets, "cross": args.cross, "cpus": os.cpu_count(),
-                    "load_average_1m": round(os.getloadavg()[0], 2)}
+                    "load_average_1m": round(os.getloadavg()[0], 2),
+                    "host_transport": transport()}
     progress(f"generator ceiling: a bare asyncio HTTP server, {args.connections} connections")
     result.update(loadgen_ceiling(args))
     by_mode: dict[str, dict] = {}

@@ -18,16 +18,36 @@ from exchange.domain.messages import (
 )
 
 
-@pytest.fixture(scope="module")
-def flow(ray_session, stack):
+@pytest.fixture(scope="module", params=["channel", "ray"])
+def flow(request, ray_session, stack):
+    """Hosts and a gateway calling them over the hosts' direct channel (the default), then
+    over Ray actor calls (EXCHANGE_HOST_TRANSPORT=ray, the fallback): every test, both ways."""
+    import os
+
+    import ray
+
+    from actors.channel import TRANSPORT_ENV
     from actors.deploy import deploy_hosts, remove_hosts
     from actors.gateway import Gateway
 
+    before = os.environ.get(TRANSPORT_ENV)
+    os.environ[TRANSPORT_ENV] = request.param
     tag = uuid.uuid4().hex[:8]
     hosts = deploy_hosts("us-nj", stack["env"]["EXCHANGE_KAFKA_BOOTSTRAP"], market_hosts=2,
                          wallet_hosts=2, namespace=f"flow-{tag}", prefix=f"flow{tag}")
-    yield Gateway(hosts)
-    remove_hosts(hosts)
+    gw = Gateway(hosts)
+    try:
+        yield gw
+        # the calls went the way asked: a host serves a channel only once someone asked for it
+        ports = [ray.get(gw.handle(kind, i).stats.remote())["channel_port"]
+                 for kind, n in (("market", 2), ("wallet", 2)) for i in range(n)]
+        assert all(p is None for p in ports) if request.param == "ray" else any(ports), ports
+    finally:
+        remove_hosts(hosts)
+        if before is None:
+            os.environ.pop(TRANSPORT_ENV, None)
+        else:
+            os.environ[TRANSPORT_ENV] = before
 
 
 def place(market, player, side, price, size, runner=1, ref=None):

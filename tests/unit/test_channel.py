@@ -144,3 +144,15 @@ async def test_a_link_connects_once_for_concurrent_callers_and_finds_a_restarted
     assert resolved[-1] == servers[-1].endpoint and servers[-1].endpoint != servers[0].endpoint
     link.close()
     await servers[-1].close()
+
+
+def test_the_transport_is_the_channel_unless_ray_is_asked_for(monkeypatch):
+    from actors.channel import TRANSPORT_ENV, RayLink, host_link, transport
+
+    monkeypatch.delenv(TRANSPORT_ENV, raising=False)
+    assert transport() == "channel" and isinstance(host_link(lambda: None), Link)
+    monkeypatch.setenv(TRANSPORT_ENV, "ray")
+    assert transport() == "ray" and isinstance(host_link(lambda: None), RayLink)
+    monkeypatch.setenv(TRANSPORT_ENV, "carrier-pigeon")
+    with pytest.raises(ValueError, match="channel or ray"):
+        transport()
