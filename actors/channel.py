@@ -205,10 +205,16 @@ class Link:
         self._channel: Channel | None = None
         self._connecting: asyncio.Future | None = None
 
-    async def call(self, method: str, payload: bytes) -> bytes:
+    def call(self, method: str, payload: bytes) -> Awaitable[bytes]:
+        """The reply's bytes: the channel's future itself when connected (no task, no extra
+        loop turn), else a coroutine that connects first."""
         channel = self._channel
-        if channel is None or channel.closed or channel.loop is not asyncio.get_running_loop():
-            channel = await self._connect()
+        if channel is not None and not channel.closed and channel.loop is asyncio.get_running_loop():
+            return channel.call(method, payload)
+        return self._call_connecting(method, payload)
+
+    async def _call_connecting(self, method: str, payload: bytes) -> bytes:
+        channel = await self._connect()
         return await channel.call(method, payload)
 
     async def _connect(self) -> Channel:

@@ -70,27 +70,47 @@ class _Batcher:
         return fut
 
     def _send(self) -> None:
+        """Sends what was collected; no task of its own when the channel is up: the reply's
+        callback hands each caller its result (every loop turn on the way is latency)."""
         self.scheduled = False
         if not self.items:
             return
         items, futures = self.items, self.futures
         self.items, self.futures = [], []
-        asyncio.get_running_loop().create_task(self._call(items, futures))
-
-    async def _call(self, items: list, futures: list) -> None:
         try:
             columns = [list(c) for c in zip(*items)]
-            call = self.send(pack_batch(*columns)) if self.packed else self.send(*columns)
-            reply = await asyncio.wait_for(call, self.timeout_s)
-            results = unpack_results(reply) if self.packed else reply
+            reply = self.send(pack_batch(*columns)) if self.packed else self.send(*columns)
+            if not isinstance(reply, asyncio.Future):
+                reply = asyncio.ensure_future(reply)     # connecting first, or a Ray call
         except Exception as exc:
-            for f in futures:
-                if not f.done():
-                    f.set_exception(exc)
+            _fail(futures, exc)
+            return
+        timer = (asyncio.get_running_loop().call_later(self.timeout_s, reply.cancel)
+                 if self.timeout_s is not None else None)
+        reply.add_done_callback(functools.partial(self._deliver, futures, timer))
+
+    def _deliver(self, futures: list, timer, reply: asyncio.Future) -> None:
+        if timer is not None:
+            timer.cancel()
+        if reply.cancelled():
+            _fail(futures, asyncio.TimeoutError(f"no reply in {self.timeout_s} s"))
+            return
+        try:
+            results = reply.result()
+            if self.packed:
+                results = unpack_results(results)
+        except Exception as exc:
+            _fail(futures, exc)
             return
         for f, r in zip(futures, results):
             if not f.done():
                 f.set_result(r)
+
+
+def _fail(futures: list, exc: BaseException) -> None:
+    for f in futures:
+        if not f.done():
+            f.set_exception(exc)
 
 
 async def _awaited(ref):

@@ -85,6 +85,9 @@ def add_arguments(p) -> None:
     p.add_argument("--connections", type=int, default=64, help="keep-alive connections for noop and place1")
     p.add_argument("--batched-connections", type=int, default=8, help="connections for place200")
     p.add_argument("--instructions", type=int, default=200, help="instructions per batched placeOrders")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="noop and place1 alternate in this many slices of seconds/rounds each (after "
+                        "its own warmup), so that a machine whose speed drifts meets both alike")
     p.add_argument("--procs", type=int, default=1, help="load generator processes")
     p.add_argument("--bettors", type=int, default=32)
     p.add_argument("--markets", type=int, default=8)
@@ -331,15 +334,24 @@ def load(spec: dict, procs: int) -> dict:
     else:
         with multiprocessing.get_context("fork").Pool(procs) as pool:
             parts = pool.map(_drive_in_process, specs)
+    return merge([{**p, "window_s": max(q["window_s"] for q in parts)} for p in parts], concurrent=True)
+
+
+_COUNTS = ("requests", "http_errors", "http_5xx", "rpc_errors", "instructions", "accepted", "connect_errors",
+           "broken", "unfinished")
+
+
+def merge(parts: list[dict], concurrent: bool = False) -> dict:
+    """One phase's figures from its parts: generator processes running at once
+    (`concurrent`: one window) or slices run one after another (their windows add up)."""
     latencies = sorted(x for p in parts for x in p["latencies"])
-    window = max(p["window_s"] for p in parts)
-    out = {k: sum(p[k] for p in parts) for k in ("requests", "http_errors", "http_5xx", "rpc_errors",
-                                                 "instructions", "accepted", "connect_errors", "broken",
-                                                 "unfinished")}
+    window = parts[0]["window_s"] if concurrent else sum(p["window_s"] for p in parts)
+    out = {k: sum(p[k] for p in parts) for k in _COUNTS}
     out["rps"] = round(out["requests"] / window, 1)
     out["p50_ms"], out["p99_ms"] = percentile(latencies, 0.5), percentile(latencies, 0.99)
     out["loadgen_cpu"] = round(max(p["cpu_fraction"] for p in parts), 2)
     out["samples"] = {k: v for p in parts for k, v in p["samples"].items()}
+    out["latencies"], out["window_s"], out["cpu_fraction"] = latencies, window, out["loadgen_cpu"]
     return out
 
 
@@ -675,12 +687,25 @@ def measure_mode(mode: str, args, env: dict, ray_address: str, port: int) -> dic
                   (f"place{args.instructions}", "place_batched",
                    {"kind": "place", "instructions": args.instructions,
                     "connections": args.batched_connections})]
+        # noop and place1 alternate in slices: the ratio between them is the figure that counts,
+        # and this machine's speed drifts by a third within minutes
+        rounds = max(1, args.rounds) if {"noop", "place1"} <= wanted else 1
+        out["rounds"] = rounds
+        measured: dict[str, list[dict]] = {}
+        for r_index in range(rounds):
+            for name, key, phase in phases:
+                if key not in wanted or (key == "place_batched" and r_index < rounds - 1):
+                    continue
+                sliced = rounds if key != "place_batched" else 1
+                progress(f"{mode}: {name}, {phase['connections']} connections, "
+                         f"{args.warmup:g}+{args.seconds / sliced:.3g} s"
+                         + (f" (round {r_index + 1} of {rounds})" if sliced > 1 else ""))
+                measured.setdefault(key, []).append(
+                    load({**common, **phase, "seconds": args.seconds / sliced}, args.procs))
         for name, key, phase in phases:
-            if key not in wanted:
+            if key not in measured:
                 continue
-            progress(f"{mode}: {name}, {phase['connections']} connections, "
-                     f"{args.warmup:g}+{args.seconds:g} s")
-            r = load({**common, **phase}, args.procs)
+            r = merge(measured[key])
             out[f"{key}_rps"] = r["rps"]
             out[f"{key}_p50_ms"], out[f"{key}_p99_ms"] = r["p50_ms"], r["p99_ms"]
             out[f"{key}_connections"] = phase["connections"]
