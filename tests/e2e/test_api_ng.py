@@ -505,8 +505,14 @@ def test_history_cleared_orders_and_account_statement_after_settlement(bettor, o
     code, error, details = aping_error(alice.rpc("betting", "SportsAPING/v1.0/listClearedOrders", {}))
     assert (code, error) == (-32602, "INVALID_INPUT_DATA") and "betStatus" in details
 
-    # the statement: newest first, with the balance after each item; 5% commission on alice's 8
-    statement = alice.account("getAccountStatement")
+    # the statement: newest first, with the balance after each item; 5% commission on alice's 8.
+    # The projector tails the wallets' journal apart from the markets': the settlement's wallet
+    # items may come in after the cleared orders above
+    def settled_statement(client, items: int):
+        statement = client.account("getAccountStatement")
+        return statement if len(statement["accountStatement"]) >= items else None
+
+    statement = eventually(lambda: settled_statement(alice, 3), timeout=30) or alice.account("getAccountStatement")
     assert statement["moreAvailable"] is False
     assert [(i["amount"], i["balance"], i["legacyData"].get("marketName"), i["legacyData"]["winLose"])
             for i in statement["accountStatement"]] == [
@@ -516,7 +522,8 @@ def test_history_cleared_orders_and_account_statement_after_settlement(bettor, o
     assert all(i["itemClass"] == "UNKNOWN" and "unknownStatementItem" in i["itemClassData"]
                for i in statement["accountStatement"])
     assert funds(alice)["availableToBetBalance"] == 107.6
-    theirs = bob.account("getAccountStatement")["accountStatement"]
+    theirs = (eventually(lambda: settled_statement(bob, 2), timeout=30)
+              or bob.account("getAccountStatement"))["accountStatement"]
     assert [(i["amount"], i["balance"]) for i in theirs] == [(-8, 92), (100, 100)]
     deposits = alice.account("getAccountStatement", includeItem="DEPOSITS_WITHDRAWALS")["accountStatement"]
     assert [i["amount"] for i in deposits] == [100]
