@@ -47,7 +47,9 @@ class WalletHost(HostActor):
         self.namespace = namespace
         self.reservation_ttl_ms = reservation_ttl_ms
         self._markets: dict[int, object] = {}
-        self._reserved_at: dict[str, int] = {}       # reservation id -> when this host saw it
+        # reservation id -> (when this host saw it, its wallet): what reconcile() looks at,
+        # so that a round costs the reservations outstanding, not the wallets held
+        self._reserved_at: dict[str, tuple[int, str]] = {}
 
     async def execute(self, commands: list) -> list[CommandResult]:
         """Deposits, withdrawals and reservations (the gateway's commands)."""
@@ -57,7 +59,7 @@ class WalletHost(HostActor):
         now = now_ms()
         for cmd, result in zip(commands, results):
             if type(cmd) is ReserveExposure and result.status == "SUCCESS":
-                self._reserved_at[cmd.command_id] = now
+                self._reserved_at[cmd.command_id] = (now, cmd.wallet_id)
         self.maybe_crash("wallet.after_persist")
         self.record(len(commands), started)
         return results
@@ -113,9 +115,9 @@ class WalletHost(HostActor):
 
     async def after_recovery(self) -> None:
         now = now_ms()
-        for state in self.core.states.values():
+        for wallet_id, state in self.core.states.items():
             for reservation in state.reservations:
-                self._reserved_at.setdefault(reservation, now)
+                self._reserved_at.setdefault(reservation, (now, wallet_id))
         asyncio.get_running_loop().create_task(self._reconcile_forever())
 
     async def _reconcile_forever(self) -> None:
@@ -131,10 +133,15 @@ class WalletHost(HostActor):
         await self.ready()
         cutoff = now_ms() - self.reservation_ttl_ms - RECONCILE_MARGIN_MS
         stale: list[tuple[str, str, str]] = []          # (reservation, wallet, market)
-        for wallet_id, state in self.core.states.items():
-            for reservation, (market_id, _) in state.reservations.items():
-                if force or self._reserved_at.get(reservation, 0) <= cutoff:
-                    stale.append((reservation, wallet_id, market_id))
+        for reservation, (seen_at, wallet_id) in list(self._reserved_at.items()):
+            if not force and seen_at > cutoff:
+                continue
+            state = self.core.states.get(wallet_id)
+            held = state.reservations.get(reservation) if state is not None else None
+            if held is None:            # released meanwhile, by a report or a reconcile
+                self._reserved_at.pop(reservation, None)
+                continue
+            stale.append((reservation, wallet_id, held[0]))
         if not stale:
             return 0
         by_host: dict[int, list] = {}
