@@ -236,9 +236,17 @@ class Link:
         return channel
 
     def close(self) -> None:
-        if self._channel is not None and self._channel.loop is asyncio.get_running_loop():
+        """Drops the channel (closing it when called on its own loop)."""
+        if self._channel is not None and self._channel.loop is _running_loop():
             self._channel.close()
         self._channel = None
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:        # called from plain code (Gateway.forget outside a loop)
+        return None
 
 
 class RayLink:
@@ -247,9 +255,12 @@ class RayLink:
 
     def __init__(self, handle: Callable[[], object]):
         self.handle = handle
+        self._actor = None      # found once: a lookup per call would ask Ray's GCS each time
 
     async def call(self, method: str, payload: bytes) -> bytes:
-        return await getattr(self.handle(), f"{method}_packed").remote(payload)
+        if self._actor is None:
+            self._actor = self.handle()
+        return await getattr(self._actor, f"{method}_packed").remote(payload)
 
     def close(self) -> None:
         pass
@@ -261,6 +272,12 @@ def transport() -> str:
     if value not in ("channel", "ray"):
         raise ValueError(f"{TRANSPORT_ENV}={value!r}: channel or ray")
     return value
+
+
+def transport_env() -> dict[str, str]:
+    """The env var that makes an actor started from here (hosts, Serve replicas) call the
+    hosts the way this process was asked to; empty when it was not asked."""
+    return {TRANSPORT_ENV: transport()} if os.environ.get(TRANSPORT_ENV) else {}
 
 
 def host_link(handle: Callable[[], object], timeout_s: float = 5.0) -> Link | RayLink:

@@ -8,14 +8,12 @@ host never runs outside its jurisdiction's nodes and waits for them when they ar
 
 from __future__ import annotations
 
-import os
-
 import ray
 
 from placement import Role, actor_options, host_placement_group, load_topology
 from placement.options import host_placement_group_name
 
-from actors.channel import TRANSPORT_ENV, transport
+from actors.channel import transport_env
 from actors.gateway import Hosts
 from actors.market_host import MarketHost
 from actors.wallet_host import WalletHost
@@ -43,9 +41,9 @@ def deploy_hosts(jurisdiction: str, bootstrap: str, market_hosts: int = 1, walle
                              namespace=namespace, detached=True, placement_group=group,
                              bundle_index=bundle)
         opts = {**opts, "get_if_exists": True, "max_concurrency": 10_000, "num_cpus": HOST_CPU}
-        if os.environ.get(TRANSPORT_ENV):    # the hosts call each other the way the deployer asks
+        if transport_env():         # the hosts call each other the way the deployer asks
             env = dict(opts.get("runtime_env") or {})
-            env["env_vars"] = {**env.get("env_vars", {}), TRANSPORT_ENV: transport()}
+            env["env_vars"] = {**env.get("env_vars", {}), **transport_env()}
             opts["runtime_env"] = env
         return opts
 

@@ -1036,16 +1036,15 @@ def build_app(args: dict):
     from ray import serve
     from ray.serve import Application  # noqa: F401  (the return type)
 
-    from actors.channel import TRANSPORT_ENV, transport
+    from actors.channel import transport_env
     from placement import Role, load_topology, serve_options
 
     s = resolve_settings(args)
     if args.get("deploy_hosts", True):
         ensure_hosts(s)
     opts = serve_options(Role.BET_INGRESS, s.jurisdiction, load_topology())
-    env_vars = {"PYTHONPATH": str(ROOT)}
-    if os.environ.get(TRANSPORT_ENV):     # the replicas reach the hosts the way the deployer asks
-        env_vars[TRANSPORT_ENV] = transport()
+    # the replicas reach the hosts the way the deployer asks (actors/channel.py)
+    env_vars = {"PYTHONPATH": str(ROOT), **transport_env()}
     ray_actor_options = {**opts["ray_actor_options"], "runtime_env": {"env_vars": env_vars}}
     deployment = serve.deployment(serve.ingress()(BetIngress)).options(
         name=opts["name"], ray_actor_options=ray_actor_options, num_replicas=s.num_replicas,

@@ -127,10 +127,10 @@ async def _closed_loop(call, concurrency: int, seconds: float, make) -> tuple[in
 
 
 async def _bench(args, ray, topology, Role, actor_options) -> dict:
-    from actors.deploy import deploy_hosts, remove_hosts
     import msgspec
 
     from actors.channel import Link, transport
+    from actors.deploy import deploy_hosts, remove_hosts
     from actors.gateway import Gateway, _Batcher
     from exchange.domain.messages import DefineMarket, OpenMarket, PlaceInstruction, PlaceOrders
 

@@ -156,3 +156,59 @@ def test_the_transport_is_the_channel_unless_ray_is_asked_for(monkeypatch):
     monkeypatch.setenv(TRANSPORT_ENV, "carrier-pigeon")
     with pytest.raises(ValueError, match="channel or ray"):
         transport()
+
+
+async def test_the_ray_fallback_finds_its_actor_once_and_names_its_packed_method():
+    from actors.channel import RayLink
+
+    calls, found = [], []
+
+    class Method:
+        def __init__(self, name):
+            self.name = name
+
+        def remote(self, payload):
+            calls.append((self.name, payload))
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result(b"ok")
+            return fut
+
+    class Actor:
+        def __getattr__(self, name):
+            return Method(name)
+
+    def handle():
+        found.append(1)
+        return Actor()
+
+    link = RayLink(handle)
+    assert [await link.call("apply", b"x"), await link.call("execute", b"y")] == [b"ok", b"ok"]
+    assert calls == [("apply_packed", b"x"), ("execute_packed", b"y")] and len(found) == 1
+
+
+def test_actors_started_from_here_are_told_the_transport_only_when_it_was_asked_for(monkeypatch):
+    from actors.channel import TRANSPORT_ENV, transport_env
+
+    monkeypatch.delenv(TRANSPORT_ENV, raising=False)
+    assert transport_env() == {}
+    monkeypatch.setenv(TRANSPORT_ENV, "ray")
+    assert transport_env() == {TRANSPORT_ENV: "ray"}
+
+
+def test_a_connected_link_can_be_dropped_outside_any_event_loop():
+    async def connected() -> Link:
+        async def echo(payload: bytes) -> bytes:
+            return payload
+
+        server = await _server(echo=echo)
+
+        async def resolve():
+            return server.endpoint
+        link = Link(resolve)
+        assert await link.call("echo", b"hi") == b"hi"
+        await server.close()
+        return link
+
+    link = asyncio.run(connected())     # its loop is gone; Gateway.forget() may run from plain code
+    link.close()
+    assert link._channel is None
