@@ -150,14 +150,23 @@ class HostCore:
         return result, self.journal.append(agg, [encode(e) for e in events])
 
     async def execute(self, commands: list) -> list[CommandResult]:
-        """Handles a batch and answers only once all of its events are committed."""
+        """Handles a batch and answers only once all of its events are committed.
+
+        `handle` for each command, unrolled: this loop is most of a host's CPU per order.
+        """
         results, last = [], None
-        now = self.clock()
+        ctx = Context(self.clock())
+        decide, aggregate_id, states = self.kind.handle, self.kind.aggregate_id, self.states
+        append, encode = self.journal.append, _event_encoder.encode
         for command in commands:
-            result, commit = self.handle(command, now)
+            agg = aggregate_id(command)
+            state, result = decide(states.get(agg), command, ctx)
+            if state is not None:
+                states[agg] = state
+            if result.events:
+                last = append(agg, [encode(e) for e in result.events])
             results.append(result)
-            if commit is not None:
-                last = commit
+        self.commands += len(commands)
         if last is not None:
             await last   # flushes commit in order: the last one covers all before it
         return results

@@ -80,7 +80,10 @@ class WalletHost(HostActor):
         return pack_results(await self.execute(unpack_batch(payload).commands))
 
     async def apply_packed(self, payload: bytes) -> bytes:
-        return pack_results(await self.apply(unpack_batch(payload).commands))
+        """`apply` for a msgpack HostBatch; answers empty bytes once it is all committed
+        (market hosts need only that: every report is idempotent, its result is not read)."""
+        await self.apply(unpack_batch(payload).commands)
+        return b""
 
     async def balances(self, wallet_ids: list[str]) -> dict[str, dict | None]:
         await self.ready()

@@ -190,6 +190,18 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         market_hosts = [gw.handle("market", i) for i in range(args.market_hosts)]
         wallet_hosts = [gw.handle("wallet", i) for i in range(args.wallet_hosts)]
         await asyncio.gather(*(h.latency_sample.remote() for h in market_hosts))
+        all_hosts = market_hosts + wallet_hosts
+
+        async def cpu_now() -> dict[str, float]:
+            # CPU seconds used so far by each host process and by this driver
+            stats = await asyncio.gather(*(h.stats.remote() for h in all_hosts))
+            return {**{s["name"]: s["cpu_s"] for s in stats}, "driver": time.process_time()}
+
+        def cpu_per_order(before: dict, after: dict, orders: int) -> dict[str, float]:
+            return {k: round((after[k] - before[k]) / max(orders, 1) * 1e6, 1) for k in before}
+
+        cpu_full = await cpu_now()
+        full_started = time.perf_counter()
         result["driver"] = args.driver
         result["host_transport"] = transport()
         if args.driver == "batch":
@@ -227,6 +239,9 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
             rate, accepted, e2e_full = await _closed_loop(gw.place_orders, args.concurrency, args.seconds,
                                                           order)
             rate, accepted = rate * per_command, accepted * per_command
+        cpu_half = await cpu_now()
+        full_orders = done if args.driver == "batch" else round(rate * (time.perf_counter() - full_started))
+        result["cpu_us_per_order_full_load"] = cpu_per_order(cpu_full, cpu_half, full_orders)
         full = [s for h in market_hosts for s in await h.latency_sample.remote()]
         await asyncio.gather(*(h.latency_sample.remote() for h in wallet_hosts))
         result["orders_per_s"] = rate
@@ -262,6 +277,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
             await asyncio.sleep(tick)
         await asyncio.gather(*tasks)
         half_elapsed = time.perf_counter() - start
+        result["cpu_us_per_order_half_load"] = cpu_per_order(cpu_half, await cpu_now(), n * per_command)
         # where the half-load latency goes: each host's journal flushes (start to acknowledged),
         # its worst event-loop lag and GC pause over the phase; since it started: its
         # collections and objects collected per generation

@@ -175,9 +175,10 @@ def decide(state: WalletState | None, cmd, ctx: Context) -> list | str:
         if state is None:
             return codes.INSUFFICIENT_FUNDS if cmd.exposure else []
         market_id = cmd.market_id
-        release = [
-            r for r in dict.fromkeys(cmd.release) if state.reservations.get(r, ("",))[0] == market_id
-        ]
+        release = cmd.release
+        if release:
+            release = [r for r in (dict.fromkeys(release) if len(release) > 1 else release)
+                       if state.reservations.get(r, ("",))[0] == market_id]
         current = (
             market_id not in state.settled and cmd.market_seq > state.market_seqs.get(market_id, -1)
         )

@@ -329,24 +329,23 @@ class Journal:
             raise JournalFailed(f"journal {self.host_id} failed: {self._failed!r}")
         if self._stopping:
             raise JournalFailed(f"journal {self.host_id} is stopping")
+        raws = [msgspec.Raw(e) for e in events]
         entry = self._pending.get(aggregate_id)
         if entry is None:
             first = self._next_seq.get(aggregate_id, 1)
-            self._pending[aggregate_id] = [first, [msgspec.Raw(e) for e in events]]
-        else:
-            entry[1].extend(msgspec.Raw(e) for e in events)
-        self._next_seq[aggregate_id] = self._next_seq.get(aggregate_id, 1) + len(events)
+            self._pending[aggregate_id] = [first, raws]
+            self._next_seq[aggregate_id] = first + len(raws)
+        else:       # pending since this flush began: its next seq is noted
+            entry[1] += raws
+            self._next_seq[aggregate_id] += len(raws)
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
         self._wakeup.set()
-        return self._current_waiter()
+        return waiter
 
     def next_seq(self, aggregate_id: str) -> int:
         return self._next_seq.get(aggregate_id, 1)
-
-    def _current_waiter(self) -> asyncio.Future:
-        if self._waiter is None:
-            self._waiter = asyncio.get_running_loop().create_future()
-            self._wakeup.set()
-        return self._waiter
 
     def request_checkpoint(self) -> None:
         """Makes every aggregate's snapshot due at the next flush (tests, shutdown)."""
