@@ -19,7 +19,13 @@ balance and drops its exposure, once per market.
 
 Idempotency: Deposit, Withdraw and ReserveExposure are keyed by command id, and
 ApplySettlement by market id: a repeat is refused with DUPLICATE_TRANSACTION and
-changes nothing.
+changes nothing. Deposit and withdrawal ids are kept for good (a payment provider's
+retry must never pay twice; a wallet sees few). A reservation id is kept while its
+reservation is open and for at least RESERVATION_IDS_KEPT_MS after it was made (at
+most half as long again): a player placing all day would otherwise grow its wallet,
+and every snapshot of it, by an id per order. The API derives a placement's command
+id from its customerRef, so that is the window in which a repeated customerRef is a
+duplicate (Betfair's is 60 seconds); a repeat after it is a new placement.
 
 ``decide(state, command, ctx)`` is pure; ``evolve(state, event)`` mutates and
 returns the state, never validates, never raises on events ``decide`` made.
@@ -47,6 +53,7 @@ from .messages import (
 )
 
 MAX_AMOUNT = 10**15  # minor units; anything larger is a typo or an attack
+RESERVATION_IDS_KEPT_MS = 15 * 60_000   # at least; see the module docstring
 
 
 class _Empty(dict):
@@ -82,6 +89,7 @@ class WalletState:
         "total_exposure",
         "total_reserved",
         "seen",
+        "reserved_ids",
         "settled",
         "deposited",
         "withdrawn",
@@ -98,11 +106,25 @@ class WalletState:
         self.reservations: dict[str, tuple[str, int]] = EMPTY  # id -> (market id, amount)
         self.total_exposure = 0
         self.total_reserved = 0
-        self.seen: set[str] = set()  # command ids of deposits, withdrawals, reservations
+        self.seen: set[str] = set()  # command ids of deposits and withdrawals
+        # recent reservation ids -> when reserved (ms), oldest first (see the module docstring)
+        self.reserved_ids: dict[str, int] = EMPTY
         self.settled: set[str] | frozenset = NONE_SETTLED  # market ids
         self.deposited = 0
         self.withdrawn = 0
         self.commission_paid = 0
+
+    def __setstate__(self, state) -> None:
+        """Loads a snapshot; one pickled before reserved_ids existed has none (and its
+        reservation ids in ``seen``, where they stay)."""
+        self.reserved_ids = EMPTY
+        slots = state[1] if isinstance(state, tuple) else state
+        for name, value in (slots or {}).items():
+            setattr(self, name, value)
+
+    def is_known(self, command_id: str) -> bool:
+        """Whether a deposit, withdrawal or reservation already used this id."""
+        return command_id in self.seen or command_id in self.reserved_ids or command_id in self.reservations
 
     @property
     def available(self) -> int:
@@ -119,6 +141,7 @@ class WalletState:
             "total_exposure": self.total_exposure,
             "total_reserved": self.total_reserved,
             "seen": sorted(self.seen),
+            "reserved_ids": dict(sorted(self.reserved_ids.items())),
             "settled": sorted(self.settled),
             "deposited": self.deposited,
             "withdrawn": self.withdrawn,
@@ -139,13 +162,13 @@ def decide(state: WalletState | None, cmd, ctx: Context) -> list | str:
     seq = (state.seq if state is not None else 0) + 1
     kind = type(cmd)
     if kind is Deposit:
-        if state is not None and cmd.command_id in state.seen:
+        if state is not None and state.is_known(cmd.command_id):
             return codes.DUPLICATE_TRANSACTION
         if not _amount_ok(cmd.amount):
             return codes.INVALID_AMOUNT
         return [FundsDeposited(wallet_id=wallet_id, seq=seq, at=now, command_id=cmd.command_id, amount=cmd.amount)]
     if kind is Withdraw:
-        if state is not None and cmd.command_id in state.seen:
+        if state is not None and state.is_known(cmd.command_id):
             return codes.DUPLICATE_TRANSACTION
         if not _amount_ok(cmd.amount):
             return codes.INVALID_AMOUNT
@@ -153,7 +176,7 @@ def decide(state: WalletState | None, cmd, ctx: Context) -> list | str:
             return codes.INSUFFICIENT_FUNDS
         return [FundsWithdrawn(wallet_id=wallet_id, seq=seq, at=now, command_id=cmd.command_id, amount=cmd.amount)]
     if kind is ReserveExposure:
-        if state is not None and (cmd.command_id in state.seen or cmd.command_id in state.reservations):
+        if state is not None and state.is_known(cmd.command_id):
             return codes.DUPLICATE_TRANSACTION
         if not _amount_ok(cmd.amount, 0):
             return codes.INVALID_AMOUNT
@@ -239,7 +262,16 @@ def _on_reserved(s: WalletState, e: ExposureReserved) -> WalletState:
         s.reservations = {}
     s.reservations[e.reservation_id] = (e.market_id, e.amount)
     s.total_reserved += e.amount
-    s.seen.add(e.reservation_id)
+    ids = s.reserved_ids
+    if ids is EMPTY:
+        ids = s.reserved_ids = {}
+    ids[e.reservation_id] = e.at
+    # Forget ids older than the window once the oldest is half a window past it: a
+    # rebuild at most every half window keeps this O(1) per reservation (deleting from
+    # a dict's front one by one would slow every later look at its oldest entry)
+    if e.at - ids[next(iter(ids))] > RESERVATION_IDS_KEPT_MS * 3 // 2:
+        cutoff = e.at - RESERVATION_IDS_KEPT_MS
+        s.reserved_ids = {r: at for r, at in ids.items() if at >= cutoff}
     s.seq = e.seq
     return s
 

@@ -211,3 +211,74 @@ def test_an_idle_wallet_shares_its_empty_containers_and_a_snapshot_keeps_working
                                                     pnl=-200, commission=0), ctx)
     assert r.status == "SUCCESS" and state.balance == 800 and state.available == 800
     assert wallet.EMPTY == {}, "the shared empty mapping was never written"
+
+
+# ---------------------------------------------------------------- how long ids are kept
+
+KEPT = wallet.RESERVATION_IDS_KEPT_MS
+
+
+def at(ms):
+    return Context(ms)
+
+
+def handled(state, cmd, ms):
+    state, result = wallet.handle(state, cmd, at(ms))
+    return state, result
+
+
+def test_a_reservation_id_is_a_duplicate_for_the_window_then_forgotten():
+    state, _ = handled(None, deposit(10**9, "d-1"), 0)
+    state, _ = handled(state, reserve(100, "r-1"), 0)
+    state, _ = handled(state, apply(0, market_seq=1, release=["r-1"]), 1)    # placed and released
+    assert "r-1" not in state.reservations
+    then = copy.deepcopy(state.snapshot())
+    _, again = handled(state, reserve(100, "r-1"), KEPT)                     # still within the window
+    assert (again.status, again.error_code, again.events) == ("FAILURE", codes.DUPLICATE_TRANSACTION, [])
+    assert state.snapshot() == then
+    # reservations go on; once the oldest id is half a window past it, the old ones go
+    t = 0
+    while t <= KEPT * 3 // 2:
+        t += 60_000
+        state, r = handled(state, reserve(1, f"later-{t}"), t)
+        assert r.status == "SUCCESS"
+    assert "r-1" not in state.reserved_ids
+    assert min(state.reserved_ids.values()) >= t - KEPT, "every id within the window is kept"
+    state, r = handled(state, reserve(100, "r-1"), t)                        # a new placement now
+    assert r.status == "SUCCESS"
+
+
+def test_a_wallet_reserving_all_day_keeps_a_bounded_set_of_ids():
+    state, _ = handled(None, deposit(10**12, "d-1"), 0)
+    longest = 0
+    for n in range(1, 3 * 3600):      # one reservation a second for three hours, each released
+        state, r = handled(state, reserve(10, f"r-{n}"), n * 1000)
+        state, _ = handled(state, apply(0, market_seq=n, release=[f"r-{n}"]), n * 1000)
+        longest = max(longest, len(state.reserved_ids))
+    assert longest <= KEPT * 3 // 2 // 1000 + 1
+    assert len(state.seen) == 1 and state.reservations == {} and state.total_reserved == 0
+    _, again = handled(state, reserve(10, f"r-{n}"), n * 1000)
+    assert again.error_code == codes.DUPLICATE_TRANSACTION
+
+
+def test_deposit_and_withdrawal_ids_are_kept_for_good():
+    state, _ = handled(None, deposit(5000, "d-1"), 0)
+    state, _ = handled(state, Withdraw(command_id="w-1", wallet_id=W, amount=10), 0)
+    for n in range(1, 40):
+        state, _ = handled(state, reserve(1, f"r-{n}"), n * KEPT)
+    for cmd in (deposit(5000, "d-1"), Withdraw(command_id="w-1", wallet_id=W, amount=10), deposit(1, "r-39")):
+        _, r = handled(state, cmd, 40 * KEPT)
+        assert r.error_code == codes.DUPLICATE_TRANSACTION
+
+
+def test_a_snapshot_from_before_the_window_loads_and_keeps_its_ids():
+    import pickle
+
+    state = given(deposit(5000, "d-1"), reserve(100, "r-1"), apply(0, market_seq=1, release=["r-1"]))
+    state.seen.add("r-1")                      # where the old code kept reservation ids
+    del state.reserved_ids                     # which the old code did not have
+    old = pickle.loads(pickle.dumps(state))
+    assert old.reserved_ids is wallet.EMPTY and old.balance == 5000
+    then_refused(old, reserve(100, "r-1"), codes.DUPLICATE_TRANSACTION)
+    old, r = wallet.handle(old, reserve(100, "r-2"), NOW)
+    assert r.status == "SUCCESS" and list(old.reserved_ids) == ["r-2"]
