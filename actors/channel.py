@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 _LENGTH = struct.Struct("!I")
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 TRANSPORT_ENV = "EXCHANGE_HOST_TRANSPORT"
+PENDING_SWEEP_MIN = 4096     # calls in flight on one channel before it looks for abandoned ones
 _encode = msgspec.msgpack.encode
 _call_decoder = msgspec.msgpack.Decoder(tuple[int, str, bytes])
 _reply_decoder = msgspec.msgpack.Decoder(tuple[int, bool, bytes])
@@ -136,6 +137,10 @@ class Channel:
         self._writer = writer
         self._next_id = 0
         self._pending: dict[int, asyncio.Future] = {}
+        # a call its caller gave up on (cancelled: the batcher's timeout) stays in _pending
+        # until its reply comes; a host that never answers it would grow the table, so
+        # it is swept of finished calls whenever it doubles (one compare per call)
+        self._sweep_at = PENDING_SWEEP_MIN
         self.loop = asyncio.get_running_loop()
         self.closed = False
         self._reading = self.loop.create_task(self._read_replies())
@@ -154,7 +159,11 @@ class Channel:
             fut.set_exception(ChannelClosed("channel closed"))
             return fut
         self._next_id += 1
-        self._pending[self._next_id] = fut
+        pending = self._pending
+        if len(pending) >= self._sweep_at:
+            pending = self._pending = {k: f for k, f in pending.items() if not f.done()}
+            self._sweep_at = max(PENDING_SWEEP_MIN, 2 * len(pending))
+        pending[self._next_id] = fut
         self._writer.write(_frame(_encode((self._next_id, method, payload))))
         return fut
 

@@ -212,3 +212,32 @@ def test_a_connected_link_can_be_dropped_outside_any_event_loop():
     link = asyncio.run(connected())     # its loop is gone; Gateway.forget() may run from plain code
     link.close()
     assert link._channel is None
+
+
+async def test_calls_given_up_on_do_not_pile_up_while_the_host_never_answers_them(monkeypatch):
+    import actors.channel as channel_module
+
+    monkeypatch.setattr(channel_module, "PENDING_SWEEP_MIN", 8)
+    never = asyncio.Event()
+
+    async def hang(payload: bytes) -> bytes:
+        await never.wait()
+        return payload
+
+    async def echo(payload: bytes) -> bytes:
+        return payload
+
+    server = await _server(hang=hang, echo=echo)
+    channel = await Channel.connect(server.endpoint)
+    try:
+        live = channel.call("hang", b"kept")            # in flight, not given up on
+        for _ in range(100):
+            channel.call("hang", b"").cancel()          # what the batcher's timeout does
+        assert len(channel._pending) <= 16, "abandoned calls are swept as the table grows"
+        assert any(f is live for f in channel._pending.values())
+        assert await channel.call("echo", b"ok") == b"ok"
+        never.set()
+        assert await live == b"kept"
+    finally:
+        channel.close()
+        await server.close()
