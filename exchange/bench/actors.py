@@ -189,13 +189,14 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
 
         market_hosts = [gw.handle("market", i) for i in range(args.market_hosts)]
         wallet_hosts = [gw.handle("wallet", i) for i in range(args.wallet_hosts)]
-        await asyncio.gather(*(h.latency_sample.remote() for h in market_hosts))
         all_hosts = market_hosts + wallet_hosts
+        await asyncio.gather(*(h.latency_sample.remote() for h in all_hosts))   # a fresh sample each
+        host_stats: list[dict] = []
 
         async def cpu_now() -> dict[str, float]:
             # CPU seconds used so far by each host process and by this driver
-            stats = await asyncio.gather(*(h.stats.remote() for h in all_hosts))
-            return {**{s["name"]: s["cpu_s"] for s in stats}, "driver": time.process_time()}
+            host_stats[:] = await asyncio.gather(*(h.stats.remote() for h in all_hosts))
+            return {**{s["name"]: s["cpu_s"] for s in host_stats}, "driver": time.process_time()}
 
         def cpu_per_order(before: dict, after: dict, orders: int) -> dict[str, float]:
             return {k: round((after[k] - before[k]) / max(orders, 1) * 1e6, 1) for k in before}
@@ -242,8 +243,14 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         cpu_half = await cpu_now()
         full_orders = done if args.driver == "batch" else round(rate * (time.perf_counter() - full_started))
         result["cpu_us_per_order_full_load"] = cpu_per_order(cpu_full, cpu_half, full_orders)
-        full = [s for h in market_hosts for s in await h.latency_sample.remote()]
-        await asyncio.gather(*(h.latency_sample.remote() for h in wallet_hosts))
+        # each host's journal flushes over the full-load phase (start to acknowledged)
+        result["full_load_hosts"] = {st["name"]: {k: st.get(k) for k in ("flush_p50_ms", "flush_p99_ms",
+                                                                          "flush_max_ms", "max_loop_lag_ms")}
+                                     for st in host_stats}
+        samples = await asyncio.gather(*(h.latency_sample.remote() for h in all_hosts))
+        for st, sample in zip(host_stats, samples):
+            result["full_load_hosts"][st["name"]]["batches"] = len(sample)
+        full = [s for sample in samples[:len(market_hosts)] for s in sample]
         result["orders_per_s"] = rate
         result["accepted_per_s"] = accepted
         p = weighted_percentiles(full)
