@@ -132,28 +132,11 @@ class HostCore:
                 out[agg] = (self.journal.next_seq(agg) - 1, payload)
         return out
 
-    def handle(self, command, now: int | None = None) -> tuple[CommandResult, asyncio.Future | None]:
-        """Decides and applies one command; returns its result and the commit to await.
-
-        The result must not be shown to anyone before the returned future resolves.
-        """
-        agg = self.kind.aggregate_id(command)
-        state, result = self.kind.handle(self.states.get(agg), command,
-                                         Context(now if now is not None else self.clock()))
-        self.commands += 1
-        if state is not None:
-            self.states[agg] = state
-        events = result.events
-        if not events:
-            return result, None
-        encode = _event_encoder.encode
-        return result, self.journal.append(agg, [encode(e) for e in events])
-
     async def execute(self, commands: list) -> list[CommandResult]:
-        """Handles a batch and answers only once all of its events are committed.
-
-        `handle` for each command, unrolled: this loop is most of a host's CPU per order.
-        """
+        """Decides and applies each command of a batch in order (the domain's `handle`,
+        no await in between), queues its events for the journal's next group commit, and
+        returns the results only once all of them are committed: nobody may see a result
+        before. This loop is most of a host's CPU per order."""
         results, last = [], None
         ctx = Context(self.clock())
         decide, aggregate_id, states = self.kind.handle, self.kind.aggregate_id, self.states
