@@ -245,7 +245,9 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         result["cpu_us_per_order_full_load"] = cpu_per_order(cpu_full, cpu_half, full_orders)
         # each host's journal flushes over the full-load phase (start to acknowledged)
         result["full_load_hosts"] = {st["name"]: {k: st.get(k) for k in ("flush_p50_ms", "flush_p99_ms",
-                                                                          "flush_max_ms", "max_loop_lag_ms")}
+                                                                          "flush_max_ms", "max_loop_lag_ms",
+                                                                          "max_loop_lag_ran_ms",
+                                                                          "max_loop_lag_waited_ms")}
                                      for st in host_stats}
         samples = await asyncio.gather(*(h.latency_sample.remote() for h in all_hosts))
         for st, sample in zip(host_stats, samples):
@@ -294,7 +296,8 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
             names.append(st["name"])
             result.setdefault("half_load_hosts", {})[st["name"]] = {
                 k: st.get(k) for k in ("flushes", "flush_p50_ms", "flush_p99_ms", "flush_max_ms",
-                                       "max_loop_lag_ms", "max_gc_pause_ms", "gc_collections",
+                                       "max_loop_lag_ms", "max_loop_lag_ran_ms", "max_loop_lag_waited_ms",
+                                       "max_gc_pause_ms", "gc_collections",
                                        "gc_collected", "snapshots", "aggregates", "niceness")}
         # the batches (calls) each host took over the phase: a call's cost here is mostly fixed
         samples = [await h.latency_sample.remote() for h in market_hosts + wallet_hosts]

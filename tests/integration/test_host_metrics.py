@@ -78,6 +78,10 @@ async def test_a_host_reports_its_collector_and_journal_and_sweeps_on_demand(ray
         stats = await host.stats.remote()
         assert stats["gc_frozen"] > 0, "recovered state is frozen out of the collector's sight"
         assert len(stats["gc_collections"]) == 3 and len(stats["gc_collected"]) == 3
+        if os.path.exists("/proc/thread-self/schedstat"):
+            # the worst loop lag so far, split into the loop thread's time on and off a CPU
+            assert stats["max_loop_lag_ms"] > 0
+            assert stats["max_loop_lag_ran_ms"] >= 0 and stats["max_loop_lag_waited_ms"] >= 0
         journal = stats["journal"]
         assert journal["failed"] == "None" and journal["in_transaction"] is True   # the lease is open
         assert journal["transaction_state"].endswith("IN_TRANSACTION")
