@@ -11,6 +11,8 @@ Against the running local stack (real Kafka, real Ray), in one run:
   the exposure goes back to the wallet after it: `orders_per_s`;
 - half load: orders sent open-loop at half that rate: host-side latency from a batch's
   arrival at a market host to its acknowledged reply, p50/p99/p99.9, weighted by order;
+  how even that load was (the driver's tick gaps, the largest batch it sent catching up);
+- both phases: CPU microseconds per order in each host and in the driver;
 - recovery: a market whose history holds `--recovery-events` events is written through
   an in-process market host core (same code as the actor) and recovered by a fresh one:
   `recovery_s` (latest snapshot + the events after it).
@@ -278,8 +280,12 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         tasks = []
         start = time.perf_counter()
         n = 0
+        ticks: list[float] = []      # when each tick ran: a driver that waited for a core shows here
+        largest = 0
         while (elapsed := time.perf_counter() - start) < args.seconds:
+            ticks.append(elapsed)
             due = int(elapsed * commands_per_s) - n
+            largest = max(largest, due)
             if due > 0:
                 tasks.append(asyncio.ensure_future(timed([order(0, n + k) for k in range(due)])))
                 n += due
@@ -287,6 +293,12 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         await asyncio.gather(*tasks)
         half_elapsed = time.perf_counter() - start
         result["cpu_us_per_order_half_load"] = cpu_per_order(cpu_half, await cpu_now(), n * per_command)
+        # how even the offered load was: the driver's gaps between ticks (5 ms when it gets
+        # a core on time) and the largest batch it sent at once, catching up
+        gaps = sorted((b - a) * 1000 for a, b in zip(ticks, ticks[1:]))
+        _, gap_p99, gap_max = percentiles(gaps, (0.5, 0.99, 1.0))
+        result.update(half_load_tick_gap_p99_ms=gap_p99, half_load_tick_gap_max_ms=gap_max,
+                      half_load_largest_batch_orders=largest * per_command)
         # where the half-load latency goes: each host's journal flushes (start to acknowledged),
         # its worst event-loop lag and GC pause over the phase; since it started: its
         # collections and objects collected per generation
