@@ -176,48 +176,9 @@ def decide(state: WalletState | None, cmd, ctx: Context) -> list | str:
             return codes.INSUFFICIENT_FUNDS
         return [FundsWithdrawn(wallet_id=wallet_id, seq=seq, at=now, command_id=cmd.command_id, amount=cmd.amount)]
     if kind is ReserveExposure:
-        if state is not None and state.is_known(cmd.command_id):
-            return codes.DUPLICATE_TRANSACTION
-        if not _amount_ok(cmd.amount, 0):
-            return codes.INVALID_AMOUNT
-        if state is None or cmd.amount > state.available:
-            return codes.INSUFFICIENT_FUNDS
-        return [
-            ExposureReserved(
-                wallet_id=wallet_id,
-                seq=seq,
-                at=now,
-                reservation_id=cmd.command_id,
-                market_id=cmd.market_id,
-                amount=cmd.amount,
-            )
-        ]
+        return _decide_reserve(state, cmd, now)
     if kind is ApplyMarketExposure:
-        if not _amount_ok(cmd.exposure, 0) or type(cmd.market_seq) is not int:
-            return codes.INVALID_AMOUNT
-        if state is None:
-            return codes.INSUFFICIENT_FUNDS if cmd.exposure else []
-        market_id = cmd.market_id
-        release = cmd.release
-        if release:
-            release = [r for r in (dict.fromkeys(release) if len(release) > 1 else release)
-                       if state.reservations.get(r, ("",))[0] == market_id]
-        current = (
-            market_id not in state.settled and cmd.market_seq > state.market_seqs.get(market_id, -1)
-        )
-        if not release and not current:
-            return []  # a repeat or a stale report: nothing to do
-        return [
-            MarketExposureApplied(
-                wallet_id=wallet_id,
-                seq=seq,
-                at=now,
-                market_id=market_id,
-                exposure=cmd.exposure if current else None,
-                market_seq=cmd.market_seq,
-                released=release,
-            )
-        ]
+        return _decide_apply(state, cmd, now)
     if kind is ApplySettlement:
         if state is None:
             return codes.INVALID_WALLET_ID
@@ -237,6 +198,47 @@ def decide(state: WalletState | None, cmd, ctx: Context) -> list | str:
             )
         ]
     return codes.INVALID_WALLET_ID
+
+
+# The two kinds a placement sends (a reservation from the gateway, the market's report
+# after it): decided here for ``decide``, and called straight from ``handle``, which then
+# applies their one event with its own evolve function: the same events and state as
+# decide-then-evolve (tests/property/test_wallet_hot_paths.py), without the dispatch.
+
+
+def _decide_reserve(state: WalletState | None, cmd: ReserveExposure, now: int) -> list | str:
+    if state is not None and state.is_known(cmd.command_id):
+        return codes.DUPLICATE_TRANSACTION
+    amount = cmd.amount
+    if type(amount) is not int or not 0 <= amount <= MAX_AMOUNT:
+        return codes.INVALID_AMOUNT
+    if state is None or amount > state.balance - state.total_exposure - state.total_reserved:
+        return codes.INSUFFICIENT_FUNDS
+    return [ExposureReserved(wallet_id=cmd.wallet_id, seq=state.seq + 1, at=now, reservation_id=cmd.command_id,
+                             market_id=cmd.market_id, amount=amount)]
+
+
+def _decide_apply(state: WalletState | None, cmd: ApplyMarketExposure, now: int) -> list | str:
+    exposure = cmd.exposure
+    if type(exposure) is not int or not 0 <= exposure <= MAX_AMOUNT or type(cmd.market_seq) is not int:
+        return codes.INVALID_AMOUNT
+    if state is None:
+        return codes.INSUFFICIENT_FUNDS if exposure else []
+    market_id = cmd.market_id
+    release = cmd.release
+    if release:
+        reservations = state.reservations
+        release = [r for r in (dict.fromkeys(release) if len(release) > 1 else release)
+                   if reservations.get(r, _NOT_RESERVED)[0] == market_id]
+    current = market_id not in state.settled and cmd.market_seq > state.market_seqs.get(market_id, -1)
+    if not release and not current:
+        return []  # a repeat or a stale report: nothing to do
+    return [MarketExposureApplied(wallet_id=cmd.wallet_id, seq=state.seq + 1, at=now, market_id=market_id,
+                                  exposure=exposure if current else None, market_seq=cmd.market_seq,
+                                  released=release)]
+
+
+_NOT_RESERVED = ("",)
 
 
 def _on_deposited(s: WalletState | None, e: FundsDeposited) -> WalletState:
@@ -327,6 +329,18 @@ def evolve(state: WalletState | None, event) -> WalletState:
 
 
 def handle(state: WalletState | None, cmd, ctx: Context) -> tuple[WalletState | None, CommandResult]:
+    kind = type(cmd)
+    if state is not None and (kind is ReserveExposure or kind is ApplyMarketExposure) \
+            and cmd.wallet_id == state.wallet_id:
+        if kind is ReserveExposure:
+            out, apply = _decide_reserve(state, cmd, ctx.now_ms), _on_reserved
+        else:
+            out, apply = _decide_apply(state, cmd, ctx.now_ms), _on_exposure_applied
+        if type(out) is str:
+            return state, CommandResult(command_id=cmd.command_id, status=FAILURE, error_code=out)
+        if out:
+            apply(state, out[0])
+        return state, CommandResult(command_id=cmd.command_id, status=SUCCESS, events=out)
     out = decide(state, cmd, ctx)
     if type(out) is str:
         return state, CommandResult(command_id=cmd.command_id, status=FAILURE, error_code=out)
