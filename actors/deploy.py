@@ -41,9 +41,10 @@ def deploy_hosts(jurisdiction: str, bootstrap: str, market_hosts: int = 1, walle
                              namespace=namespace, detached=True, placement_group=group,
                              bundle_index=bundle)
         opts = {**opts, "get_if_exists": True, "max_concurrency": 10_000, "num_cpus": HOST_CPU}
-        if transport_env():         # the hosts call each other the way the deployer asks
+        asked = transport_env()
+        if asked:                   # the hosts call each other the way the deployer asks
             env = dict(opts.get("runtime_env") or {})
-            env["env_vars"] = {**env.get("env_vars", {}), **transport_env()}
+            env["env_vars"] = {**env.get("env_vars", {}), **asked}
             opts["runtime_env"] = env
         return opts
 

@@ -18,7 +18,6 @@ whole history instead.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import pickle
 import time

@@ -302,23 +302,21 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         # where the half-load latency goes: each host's journal flushes (start to acknowledged),
         # its worst event-loop lag and GC pause over the phase; since it started: its
         # collections and objects collected per generation
-        names = []
-        for h in market_hosts + wallet_hosts:
-            st = await h.stats.remote()
-            names.append(st["name"])
+        names = [st["name"] for st in host_stats]     # as cpu_now() just read them
+        for st in host_stats:
             result.setdefault("half_load_hosts", {})[st["name"]] = {
                 k: st.get(k) for k in ("flushes", "flush_p50_ms", "flush_p99_ms", "flush_max_ms",
                                        "max_loop_lag_ms", "max_loop_lag_ran_ms", "max_loop_lag_waited_ms",
                                        "max_gc_pause_ms", "gc_collections",
                                        "gc_collected", "snapshots", "aggregates", "niceness")}
         # the batches (calls) each host took over the phase: a call's cost here is mostly fixed
-        samples = [await h.latency_sample.remote() for h in market_hosts + wallet_hosts]
+        samples = [await h.latency_sample.remote() for h in all_hosts]
         for name, sample in zip(names, samples):
             result["half_load_hosts"][name]["batches"] = len(sample)
         half = [s for sample in samples[:len(market_hosts)] for s in sample]
         # what the frozen survivors held back from the collector (actors/host_actor.py):
         # one full sweep per host after the phases, its objects collected and its pause
-        for h, name in zip(market_hosts + wallet_hosts, names):
+        for h, name in zip(all_hosts, names):
             sweep = await h.gc_sweep.remote()
             result["half_load_hosts"][name].update(gc_sweep_collected=sweep["collected"],
                                                    gc_sweep_ms=sweep["ms"])

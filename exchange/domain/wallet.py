@@ -209,21 +209,19 @@ def decide(state: WalletState | None, cmd, ctx: Context) -> list | str:
 def _decide_reserve(state: WalletState | None, cmd: ReserveExposure, now: int) -> list | str:
     if state is not None and state.is_known(cmd.command_id):
         return codes.DUPLICATE_TRANSACTION
-    amount = cmd.amount
-    if type(amount) is not int or not 0 <= amount <= MAX_AMOUNT:
+    if not _amount_ok(cmd.amount, 0):
         return codes.INVALID_AMOUNT
-    if state is None or amount > state.balance - state.total_exposure - state.total_reserved:
+    if state is None or cmd.amount > state.available:
         return codes.INSUFFICIENT_FUNDS
     return [ExposureReserved(wallet_id=cmd.wallet_id, seq=state.seq + 1, at=now, reservation_id=cmd.command_id,
-                             market_id=cmd.market_id, amount=amount)]
+                             market_id=cmd.market_id, amount=cmd.amount)]
 
 
 def _decide_apply(state: WalletState | None, cmd: ApplyMarketExposure, now: int) -> list | str:
-    exposure = cmd.exposure
-    if type(exposure) is not int or not 0 <= exposure <= MAX_AMOUNT or type(cmd.market_seq) is not int:
+    if not _amount_ok(cmd.exposure, 0) or type(cmd.market_seq) is not int:
         return codes.INVALID_AMOUNT
     if state is None:
-        return codes.INSUFFICIENT_FUNDS if exposure else []
+        return codes.INSUFFICIENT_FUNDS if cmd.exposure else []
     market_id = cmd.market_id
     release = cmd.release
     if release:
@@ -234,7 +232,7 @@ def _decide_apply(state: WalletState | None, cmd: ApplyMarketExposure, now: int)
     if not release and not current:
         return []  # a repeat or a stale report: nothing to do
     return [MarketExposureApplied(wallet_id=cmd.wallet_id, seq=state.seq + 1, at=now, market_id=market_id,
-                                  exposure=exposure if current else None, market_seq=cmd.market_seq,
+                                  exposure=cmd.exposure if current else None, market_seq=cmd.market_seq,
                                   released=release)]
 
 
@@ -329,21 +327,22 @@ def evolve(state: WalletState | None, event) -> WalletState:
 
 
 def handle(state: WalletState | None, cmd, ctx: Context) -> tuple[WalletState | None, CommandResult]:
-    kind = type(cmd)
-    if state is not None and (kind is ReserveExposure or kind is ApplyMarketExposure) \
-            and cmd.wallet_id == state.wallet_id:
-        if kind is ReserveExposure:
-            out, apply = _decide_reserve(state, cmd, ctx.now_ms), _on_reserved
-        else:
-            out, apply = _decide_apply(state, cmd, ctx.now_ms), _on_exposure_applied
-        if type(out) is str:
-            return state, CommandResult(command_id=cmd.command_id, status=FAILURE, error_code=out)
-        if out:
-            apply(state, out[0])
-        return state, CommandResult(command_id=cmd.command_id, status=SUCCESS, events=out)
-    out = decide(state, cmd, ctx)
+    direct = _DIRECT.get(type(cmd)) if state is not None and cmd.wallet_id == state.wallet_id else None
+    if direct is not None:      # a reservation or a report: its decision and its one event's evolve
+        decide_one, apply = direct
+        out = decide_one(state, cmd, ctx.now_ms)
+    else:
+        out = decide(state, cmd, ctx)
     if type(out) is str:
         return state, CommandResult(command_id=cmd.command_id, status=FAILURE, error_code=out)
-    for event in out:
-        state = evolve(state, event)
+    if direct is not None:
+        if out:
+            apply(state, out[0])
+    else:
+        for event in out:
+            state = evolve(state, event)
     return state, CommandResult(command_id=cmd.command_id, status=SUCCESS, events=out)
+
+
+_DIRECT = {ReserveExposure: (_decide_reserve, _on_reserved),
+           ApplyMarketExposure: (_decide_apply, _on_exposure_applied)}
