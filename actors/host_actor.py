@@ -21,6 +21,7 @@ from exchange.stats import percentile
 
 from actors.channel import ChannelServer
 from actors.host_core import AggregateKind, HostCore
+from actors.priority import renice, thread_niceness
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class HostActor:
         self._frozen = 0
         self._channel: ChannelServer | None = None
         gc.callbacks.append(self._watch_gc)
-        self.niceness = _renice(HOST_NICENESS)
+        self.niceness = renice(HOST_NICENESS, "host")
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -290,7 +291,7 @@ class HostActor:
                 "gc_collections": [g["collections"] for g in generations],
                 "gc_collected": [g["collected"] for g in generations],
                 "gc_frozen": self._frozen, "journal": journal.state(), "niceness": self.niceness,
-                "thread_niceness": sorted(set(_thread_niceness())),
+                "thread_niceness": sorted(set(thread_niceness())),
                 "channel_port": self._channel.port if self._channel is not None else None,
                 "cpu_s": time.process_time(), "pid": os.getpid()}
 
@@ -321,25 +322,6 @@ def _lag_split(split: tuple[float, float] | None) -> dict:
     return {"max_loop_lag_ran_ms": round(split[0], 1), "max_loop_lag_waited_ms": round(split[1], 1)}
 
 
-def _renice(niceness: int) -> int:
-    """This process's niceness after asking for ``niceness`` (unchanged when not allowed).
-
-    Linux keeps a niceness per thread, and Ray's core worker started its threads (those
-    that receive calls and replies among them) before the actor existed: each thread is
-    asked, not only the calling one.
-    """
-    refused = []
-    for tid in _thread_ids():
-        try:
-            if os.getpriority(os.PRIO_PROCESS, tid) > niceness:
-                os.setpriority(os.PRIO_PROCESS, tid, niceness)
-        except OSError as exc:      # not permitted here (or the thread ended): keep Ray's
-            refused.append(f"{tid}: {exc.strerror}")
-    if refused:
-        log.info("host niceness stays for %d threads (%s)", len(refused), "; ".join(refused[:3]))
-    return os.getpriority(os.PRIO_PROCESS, 0)
-
-
 def _node_address() -> str:
     """This node's address as Ray knows it (loopback when driven without Ray)."""
     try:
@@ -347,25 +329,6 @@ def _node_address() -> str:
         return ray.util.get_node_ip_address()
     except Exception:
         return "127.0.0.1"
-
-
-def _thread_ids() -> list[int]:
-    """This process's threads (0, the calling one, where /proc is not there to list them)."""
-    try:
-        return [int(t) for t in os.listdir("/proc/self/task")]
-    except OSError:
-        return [0]
-
-
-def _thread_niceness() -> list[int]:
-    """The niceness of each of this process's threads."""
-    out = []
-    for tid in _thread_ids():
-        try:
-            out.append(os.getpriority(os.PRIO_PROCESS, tid))
-        except OSError:     # ended meanwhile
-            pass
-    return out
 
 
 def _flush_percentiles(flush_ms) -> dict:
