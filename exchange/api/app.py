@@ -92,6 +92,11 @@ class Settings:
     lockout_s: float = 1800.0
     trust_forwarded_for: bool = False   # only behind a proxy that sets X-Forwarded-For itself
     num_replicas: int = 1
+    # A niceness for the replica to ask for (actors/priority.py); None keeps Ray's 15, which
+    # yields a busy node's cores to the hosts and the broker (-10) before new requests. At
+    # -10 on the 2-core machine: the no-op route +10-70% requests/s, placeOrders mixed,
+    # their ratio lower (docs/benchmarks.md, 2026-12-02; `bench http --ingress-niceness`).
+    niceness: int | None = None
 
 
 class Refusal(Exception):
@@ -130,9 +135,12 @@ class BetIngress:
         from starlette.responses import Response
 
         from actors.gateway import Gateway, Hosts
+        from actors.priority import renice
         from exchange.api.openapi import openapi_document
 
         self.s = Settings(**settings)
+        self.niceness = (renice(self.s.niceness, "ingress") if self.s.niceness is not None
+                         else os.getpriority(os.PRIO_PROCESS, 0))
         self.Response = Response
         _log_with_serve()
         # Codecs are built here, not at module level: Serve pickles deployment classes by value.

@@ -99,6 +99,9 @@ def add_arguments(p) -> None:
     p.add_argument("--fanout-procs", type=int, default=2, help="processes holding the subscribed connections")
     p.add_argument("--max-ongoing-requests", type=int, default=1280,
                    help="per replica; a stream connection holds one for its whole life")
+    p.add_argument("--ingress-niceness", type=int, default=None,
+                   help="the replicas' niceness (the app's `niceness` setting; by default Ray's "
+                        "15 for its workers)")
     p.add_argument("--phases", default=",".join(PHASES),
                    help=f"comma-separated subset of {','.join(PHASES)} (all by default; a partial run "
                         "lacks the keys of the phases it skips)")
@@ -469,6 +472,8 @@ class DeployedApp:
             "kafka_bootstrap": env["EXCHANGE_KAFKA_BOOTSTRAP"], "postgres_dsn": env["EXCHANGE_POSTGRES_DSN"],
             "ip_rate": 1e9, "ip_burst": 1e9, "account_rate": 1e9, "account_burst": 1e9,
             "login_rate": 1e6, "login_burst": 1e6, "max_ongoing_requests": args.max_ongoing_requests}
+        if args.ingress_niceness is not None:
+            app_args["niceness"] = args.ingress_niceness
         config = {"ray_address": ray_address, "port": port, "name": self.name, "app_args": app_args}
         self.proc = subprocess.Popen([sys.executable, "-m", "exchange.bench.http", "--deploy-child",
                                       json.dumps(config)], cwd=ROOT, env=env, stdin=subprocess.PIPE,

@@ -17,6 +17,7 @@ import pytest
 PORT = int(os.environ.get("EXCHANGE_SERVE_PORT", 8000))
 APP_KEY = "e2e-app-key"
 OPERATOR = ("operator", "operator-password-1")
+INGRESS_NICENESS = -5     # neither Ray's 15 nor the hosts' -10: the app's setting shows
 
 
 class Api:
@@ -87,7 +88,8 @@ def api_app(ray_session, stack):
     args = {"jurisdiction": "us-nj", "namespace": f"e2e-{tag}", "kafka_prefix": f"e2e{tag}",
             "db_schema": f"e2e_{tag}", "trust_forwarded_for": True, "ip_rate": 5, "ip_burst": 60,
             "account_rate": 1000, "account_burst": 1000, "login_rate": 100, "login_burst": 100,
-            "lockout_s": 600, "max_body_bytes": 64 * 1024, "max_ongoing_requests": 64}
+            "lockout_s": 600, "max_body_bytes": 64 * 1024, "max_ongoing_requests": 64,
+            "niceness": INGRESS_NICENESS}
     dsn = stack["env"]["EXCHANGE_POSTGRES_DSN"]
     serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": PORT})
     name = f"e2e-{tag}"
@@ -101,7 +103,8 @@ def api_app(ray_session, stack):
             await store.close()
 
     asyncio.run(seed_operator())
-    yield {"base": f"http://127.0.0.1:{PORT}/{name}", "schema": args["db_schema"], "dsn": dsn, "tag": tag}
+    yield {"base": f"http://127.0.0.1:{PORT}/{name}", "schema": args["db_schema"], "dsn": dsn, "tag": tag,
+           "name": name}
 
     serve.delete(name)
     remove_hosts(Hosts("us-nj", 1, 1, f"e2e-{tag}"))
