@@ -2,7 +2,8 @@
 
 Owns its markets' books and their journal partition. After a batch of market commands
 is committed in Kafka it replies, and tells the wallets what changed (each touched
-player's new exposure, releasing the placer's reservation; settlement results), batched
+player's new exposure when it differs from the last one told, the placer's always, releasing
+its reservation; settlement results), batched
 per wallet host, without holding the reply for them: the placer's reservation already
 covers the worst the batch can do, and nobody else's exposure can rise from it. A wallet host that is away gets the same messages later
 from an outbox; every message is idempotent (ordered by market sequence, settlement
@@ -65,6 +66,10 @@ class MarketHost(HostActor):
         self._outbox: list = []
         self._outbox_task: asyncio.Task | None = None
         self._pushes: set[asyncio.Task] = set()
+        # market -> player -> the exposure last sent to the player's wallet (queued or
+        # delivered: a report that fails goes to the outbox and is resent). Not durable: a
+        # recovered host starts empty and resends every open exposure (after_recovery).
+        self._told: dict[str, dict[str, int]] = {}
 
     # ---------------------------------------------------------------- commands
 
@@ -110,23 +115,35 @@ class MarketHost(HostActor):
         return not self._outbox
 
     def _wallet_messages(self, commands, results, reservations) -> list:
+        """The wallet messages of a committed batch: each touched player's new exposure where
+        it differs from the last one told (a maker's resting order that fills keeps its worst
+        loss, so most makers' reports would change nothing), always the placer's with its
+        reservation to release; settlement results."""
         out = []
+        told = self._told
         for cmd, result, reservation in zip(commands, results, reservations):
             state = self.core.states.get(cmd.market_id)
             seq = state.seq if state is not None else 0
             exposures = dict(result.exposures)
-            placer = getattr(cmd, "player_id", None)
-            if reservation is not None and placer not in exposures:
+            placer = getattr(cmd, "player_id", None) if reservation is not None else None
+            if placer is not None and placer not in exposures:
                 exposures[placer] = state.exposure_of(placer) if state is not None else 0
+            market_told = told.get(cmd.market_id)
+            if market_told is None:
+                market_told = told[cmd.market_id] = {}
             for player, exposure in exposures.items():
+                if player != placer and market_told.get(player) == exposure:
+                    continue
+                market_told[player] = exposure
                 out.append(ApplyMarketExposure(
                     command_id=f"{cmd.command_id}/x/{player}", wallet_id=player,
                     market_id=cmd.market_id, exposure=exposure,
                     market_seq=result.market_seq or seq,
-                    release=[reservation] if reservation is not None and player == placer else []))
+                    release=[reservation] if player == placer else []))
             for event in result.events:
                 if type(event) in (MarketSettled, MarketVoided):
                     out.extend(_settlements(event))
+                    told.pop(event.market_id, None)
         return out
 
     async def execute_packed(self, payload: bytes) -> bytes:
