@@ -139,8 +139,8 @@ class BetIngress:
         from exchange.api.openapi import openapi_document
 
         self.s = Settings(**settings)
-        self.niceness = (renice(self.s.niceness, "ingress") if self.s.niceness is not None
-                         else os.getpriority(os.PRIO_PROCESS, 0))
+        if self.s.niceness is not None:
+            renice(self.s.niceness, "ingress")
         self.Response = Response
         _log_with_serve()
         # Codecs are built here, not at module level: Serve pickles deployment classes by value.
