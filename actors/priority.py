@@ -34,18 +34,19 @@ def renice(niceness: int, who: str = "process") -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
-def thread_ids() -> list[int]:
-    """This process's threads (0, the calling one, where /proc is not there to list them)."""
+def thread_ids(pid: int | str = "self") -> list[int]:
+    """A process's threads, this one's by default (0, the calling thread, where /proc is
+    not there to list them)."""
     try:
-        return [int(t) for t in os.listdir("/proc/self/task")]
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
     except OSError:
         return [0]
 
 
-def thread_niceness() -> list[int]:
-    """The niceness of each of this process's threads."""
+def thread_niceness(pid: int | str = "self") -> list[int]:
+    """The niceness of each of a process's threads, this one's by default."""
     out = []
-    for tid in thread_ids():
+    for tid in thread_ids(pid):
         try:
             out.append(os.getpriority(os.PRIO_PROCESS, tid))
         except OSError:     # ended meanwhile

@@ -3,19 +3,8 @@ thread of it: Ray started them at 15 before the replica's constructor ran."""
 
 from __future__ import annotations
 
-import os
-
+from actors.priority import thread_niceness
 from tests.e2e.conftest import INGRESS_NICENESS
-
-
-def _thread_niceness(pid: int) -> set[int]:
-    out = set()
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            out.add(os.getpriority(os.PRIO_PROCESS, int(tid)))
-        except OSError:      # the thread ended meanwhile
-            pass
-    return out
 
 
 def test_every_thread_of_the_replica_runs_at_the_apps_niceness(api_app, new_client):
@@ -25,4 +14,4 @@ def test_every_thread_of_the_replica_runs_at_the_apps_niceness(api_app, new_clie
     replicas = [a for a in list_actors(filters=[("state", "=", "ALIVE")], detail=True, limit=1000)
                 if a.class_name.startswith(f"ServeReplica:{api_app['name']}:")]
     assert len(replicas) == 1, [a.class_name for a in replicas]
-    assert _thread_niceness(replicas[0].pid) == {INGRESS_NICENESS}
+    assert set(thread_niceness(replicas[0].pid)) == {INGRESS_NICENESS}
