@@ -264,6 +264,8 @@ class HostActor:
         if reset:
             self._latencies = []
             self.core.journal.flush_ms.clear()
+            self.core.journal.lease_flush_ms.clear()
+            self.core.journal.lease_commit_ms.clear()
             self.max_gc_pause_ms = 0.0
             self.max_loop_lag_ms = 0.0
             self.max_loop_lag_split = None
@@ -285,6 +287,8 @@ class HostActor:
                 "flushes": journal.flushes, "records": journal.records, "events": journal.events,
                 "last_flush_ms": journal.last_flush_ms, "snapshots": journal.snapshots,
                 **_flush_percentiles(journal.flush_ms),
+                "lease_flush_ms": [round(x, 2) for x in journal.lease_flush_ms],
+                "lease_commit_ms": [round(x, 2) for x in journal.lease_commit_ms],
                 "max_gc_pause_ms": round(self.max_gc_pause_ms, 1),
                 "max_loop_lag_ms": round(self.max_loop_lag_ms, 1),
                 **_lag_split(self.max_loop_lag_split),
@@ -337,4 +341,4 @@ def _flush_percentiles(flush_ms) -> dict:
     if not xs:
         return {}
     return {"flush_p50_ms": percentile(xs, 0.5), "flush_p99_ms": percentile(xs, 0.99),
-            "flush_max_ms": percentile(xs, 1.0)}
+            "flush_max_ms": percentile(xs, 1.0), "flush_slowest_ms": [round(x, 2) for x in xs[-5:]]}

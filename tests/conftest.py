@@ -7,6 +7,7 @@ missing stack is a failure: CI must never pass by skipping the real parts.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -35,14 +36,26 @@ _STACK = _load_stack()
 
 
 @pytest.fixture(scope="session")
-def stack() -> dict:
-    """The running local stack's addresses and client environment."""
+def stack():
+    """The running local stack's addresses and client environment.
+
+    At the end of the session it deletes the Kafka topics the tests made (every fixture
+    uses a prefix of its own); topics that were there before, and the stack's own
+    (``exchange.``), stay. Left behind, a day of test runs kept thousands of partitions
+    on the broker, which cost it heap and CPU (exchange/journal/kafka_journal.py,
+    delete_topics).
+    """
     if _STACK is None:
         message = f"the local stack is not up ({STATE / 'stack.json'} missing): run cluster/stack.py up"
         if os.environ.get("EXCHANGE_REQUIRE_STACK") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    return _STACK
+    from exchange.journal import delete_topics, list_topics
+
+    bootstrap = _STACK["env"]["EXCHANGE_KAFKA_BOOTSTRAP"]
+    before = asyncio.run(list_topics(bootstrap))
+    yield _STACK
+    asyncio.run(delete_topics(bootstrap, lambda t: t not in before and not t.startswith("exchange.")))
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ Prints one JSON line (progress on stderr).
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import os
 import random
@@ -67,6 +68,30 @@ def weighted_percentiles(samples: list[tuple[float, int]], qs=(0.5, 0.99, 0.999)
                 out.append(round(ms, 2))
                 break
     return out
+
+
+class _GcWatch:
+    """The driver's own collections while it is installed: their count per generation and
+    the longest pause (a paused driver sends a catch-up batch when it wakes)."""
+
+    def __init__(self):
+        self._started = None
+        self.max_pause_ms = 0.0
+        self.collections = [0, 0, 0]
+        gc.callbacks.append(self._watch)
+
+    def _watch(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self._started is not None:
+            self.max_pause_ms = max(self.max_pause_ms, (time.perf_counter() - self._started) * 1000)
+            self.collections[info.get("generation", 0)] += 1
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._watch)
+
+    def figures(self) -> dict:
+        return {"collections": self.collections, "max_pause_ms": round(self.max_pause_ms, 1)}
 
 
 def percentiles(values: list[float], qs=(0.5, 0.99, 0.999)) -> list[float]:
@@ -135,7 +160,9 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
     from actors.channel import Link, transport
     from actors.deploy import deploy_hosts, remove_hosts
     from actors.gateway import Gateway, _Batcher
+    from actors.host_actor import _ThreadSchedstat
     from exchange.domain.messages import DefineMarket, OpenMarket, PlaceInstruction, PlaceOrders
+    from exchange.journal import delete_topics
 
     tag = uuid.uuid4().hex[:6]
     bootstrap = os.environ.get("EXCHANGE_KAFKA_BOOTSTRAP", "127.0.0.1:29092")
@@ -212,6 +239,13 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         def cpu_per_order(before: dict, after: dict, orders: int) -> dict[str, float]:
             return {k: round((after[k] - before[k]) / max(orders, 1) * 1e6, 1) for k in before}
 
+        # The driver's collector stays off through both load phases (its heap frozen before
+        # them): a full collection of it paused the driver 77.6 ms at half load, and the
+        # catch-up batch it sent on waking (676 orders) was the phase's slowest at the hosts.
+        # The hosts' own collector runs as always (actors/host_actor.py).
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         cpu_full = await cpu_now()
         full_started = time.perf_counter()
         result["driver"] = args.driver
@@ -290,9 +324,13 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         start = time.perf_counter()
         n = 0
         ticks: list[float] = []      # when each tick ran: a driver that waited for a core shows here
+        runs: list = []              # this thread's (ran, waited) ns at each tick (/proc schedstat)
+        sched = _ThreadSchedstat()
         largest = 0
+        gc_watch = _GcWatch()
         while (elapsed := time.perf_counter() - start) < args.seconds:
             ticks.append(elapsed)
+            runs.append(sched.read())
             due = int(elapsed * commands_per_s) - n
             largest = max(largest, due)
             if due > 0:
@@ -301,6 +339,9 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
             await asyncio.sleep(tick)
         await asyncio.gather(*tasks)
         half_elapsed = time.perf_counter() - start
+        gc_watch.close()
+        gc.enable()
+        gc.unfreeze()
         result["cpu_us_per_order_half_load"] = cpu_per_order(cpu_half, await cpu_now(), n * per_command)
         # how even the offered load was: the driver's gaps between ticks (5 ms when it gets
         # a core on time) and the largest batch it sent at once, catching up
@@ -308,21 +349,32 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         _, gap_p99, gap_max = percentiles(gaps, (0.5, 0.99, 1.0))
         result.update(half_load_tick_gap_p99_ms=gap_p99, half_load_tick_gap_max_ms=gap_max,
                       half_load_largest_batch_orders=largest * per_command)
+        # over the longest gap: how long the driver's thread ran (its own work, its
+        # collector) and how long it waited for a core; and its collector over the phase
+        worst = max(range(1, len(ticks)), key=lambda i: ticks[i] - ticks[i - 1], default=None)
+        if worst is not None and runs[worst] is not None and runs[worst - 1] is not None:
+            result["half_load_tick_gap_max_ran_ms"] = round((runs[worst][0] - runs[worst - 1][0]) / 1e6, 1)
+            result["half_load_tick_gap_max_waited_ms"] = round((runs[worst][1] - runs[worst - 1][1]) / 1e6, 1)
+        result["half_load_driver_gc"] = gc_watch.figures()
         # where the half-load latency goes: each host's journal flushes (start to acknowledged),
         # its worst event-loop lag and GC pause over the phase; since it started: its
         # collections and objects collected per generation
         names = [st["name"] for st in host_stats]     # as cpu_now() just read them
         for st in host_stats:
             result.setdefault("half_load_hosts", {})[st["name"]] = {
-                k: st.get(k) for k in ("flushes", "flush_p50_ms", "flush_p99_ms", "flush_max_ms",
+                k: st.get(k) for k in ("flushes", "flush_p50_ms", "flush_p99_ms", "flush_max_ms", "flush_slowest_ms",
                                        "max_loop_lag_ms", "max_loop_lag_ran_ms", "max_loop_lag_waited_ms",
-                                       "max_gc_pause_ms", "gc_collections",
+                                       "max_gc_pause_ms", "gc_collections", "lease_flush_ms", "lease_commit_ms",
                                        "gc_collected", "snapshots", "aggregates", "niceness")}
         # the batches (calls) each host took over the phase: a call's cost here is mostly fixed
         samples = [await h.latency_sample.remote() for h in all_hosts]
         for name, sample in zip(names, samples):
             result["half_load_hosts"][name]["batches"] = len(sample)
         half = [s for sample in samples[:len(market_hosts)] for s in sample]
+        # the market hosts' slowest batches of the phase, (ms, orders): the p99.9 is about
+        # the second of them, so whether they were large (a catch-up) or slow (a stall) shows
+        result["half_load_slowest_batches"] = [[round(ms, 2), k * per_command]
+                                               for ms, k in sorted(half, reverse=True)[:5]]
         # what the frozen survivors held back from the collector (actors/host_actor.py):
         # one full sweep per host after the phases, its objects collected and its pause
         for h, name in zip(all_hosts, names):
@@ -336,29 +388,14 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         result["ratio_to_ceiling"] = round(rate / max(result["ceiling_calls_per_s"], 1), 3)
     finally:
         remove_hosts(hosts)
-        await delete_topics(bootstrap, f"bench{tag}.")
+        await delete_topics(bootstrap, lambda t: t.startswith(f"bench{tag}."))
 
     if args.recovery_events:
         try:
             result.update(await recovery(bootstrap, f"rec{tag}", args.recovery_events))
         finally:
-            await delete_topics(bootstrap, f"rec{tag}.")
+            await delete_topics(bootstrap, lambda t: t.startswith(f"rec{tag}."))
     return result
-
-
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    """Drops the run's topics: left behind, every run added ~32 partitions and its whole log
-    to the broker (a day of runs: 2,145 partitions, 9.8 GB), and later runs paid for them."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        topics = [t for t in await admin.list_topics() if t.startswith(prefix)]
-        if topics:
-            await admin.delete_topics(topics)
-    finally:
-        await admin.close()
 
 
 async def recovery(bootstrap: str, prefix: str, events: int) -> dict:

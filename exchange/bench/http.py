@@ -412,7 +412,7 @@ def loadgen_ceiling(args) -> dict:
 
 def _child_main(config: dict) -> int:
     """Deploys the app on `config["ray_address"]`, says ready, waits for a line on stdin,
-    then deletes the app, its hosts and its schema (never Serve or Ray themselves)."""
+    then deletes the app, its hosts, its schema and its topics (never Serve or Ray themselves)."""
     import ray
     from ray import serve
 
@@ -420,6 +420,7 @@ def _child_main(config: dict) -> int:
     from actors.gateway import Hosts
     from exchange.api.app import build_app
     from exchange.api.demo import ensure_account
+    from exchange.journal import delete_topics
     from exchange.storage.platform import PlatformStore
 
     args, name = config["app_args"], config["name"]
@@ -452,6 +453,7 @@ def _child_main(config: dict) -> int:
             store = await PlatformStore.connect(args["postgres_dsn"], args["db_schema"])
             await store.drop_schema()
             await store.close()
+            await delete_topics(args["kafka_bootstrap"], lambda t: t.startswith(args["kafka_prefix"] + "."))
 
         asyncio.run(drop())
         ray.shutdown()

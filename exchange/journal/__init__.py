@@ -5,8 +5,11 @@ from exchange.journal.kafka_journal import (
     JournalConfig,
     JournalFailed,
     RecoveredAggregate,
+    delete_topics,
     ensure_topics,
+    list_topics,
     read_partition,
 )
 
-__all__ = ["Journal", "JournalConfig", "JournalFailed", "RecoveredAggregate", "ensure_topics", "read_partition"]
+__all__ = ["Journal", "JournalConfig", "JournalFailed", "RecoveredAggregate", "delete_topics", "ensure_topics",
+           "list_topics", "read_partition"]
