@@ -271,10 +271,11 @@ class HostActor:
             self.max_loop_lag_split = None
         return sample
 
-    async def run_batch(self, commands: list) -> list:
-        """Handles a batch through the core; a failed journal crashes the host."""
+    async def run_batch(self, commands: list, within_s: float = 0.0) -> list:
+        """Handles a batch through the core; a failed journal crashes the host. ``within_s``:
+        its events may wait that long to ride along with another flush (Journal.append)."""
         try:
-            return await self.core.execute(commands)
+            return await self.core.execute(commands, within_s)
         except JournalFailed as exc:
             asyncio.get_running_loop().call_soon(self.crash, f"journal failed: {exc}")
             raise

@@ -131,11 +131,12 @@ class HostCore:
                 out[agg] = (self.journal.next_seq(agg) - 1, payload)
         return out
 
-    async def execute(self, commands: list) -> list[CommandResult]:
+    async def execute(self, commands: list, within_s: float = 0.0) -> list[CommandResult]:
         """Decides and applies each command of a batch in order (the domain's `handle`,
         no await in between), queues its events for the journal's next group commit, and
         returns the results only once all of them are committed: nobody may see a result
-        before. This loop is most of a host's CPU per order."""
+        before. This loop is most of a host's CPU per order. ``within_s``: the events may
+        wait that long for a flush something else starts (Journal.append)."""
         results, last = [], None
         ctx = Context(self.clock())
         decide, aggregate_id, states = self.kind.handle, self.kind.aggregate_id, self.states
@@ -146,7 +147,7 @@ class HostCore:
             if state is not None:
                 states[agg] = state
             if result.events:
-                last = append(agg, [encode(e) for e in result.events])
+                last = append(agg, [encode(e) for e in result.events], within_s)
             results.append(result)
         self.commands += len(commands)
         if last is not None:

@@ -33,6 +33,15 @@ WALLET_KIND = AggregateKind("wallets", lambda c: c.wallet_id, wallet.handle, wal
 
 RESERVATION_TTL_MS = 3_000     # the gateway's placement deadline after reserving
 RECONCILE_MARGIN_MS = 1_000
+# How long a market's reports (and settlements) may wait to ride along with the wallet's
+# next flush instead of starting one. Nobody waits on them: the market has already
+# answered its bettors. Each is applied at once and is in the log before anything decided
+# after it (a reservation that uses the funds a report freed is in the same flush or a
+# later one), and the market counts a report delivered only once it is durable, so a
+# crash in between loses nothing: the market resends it. Without the wait, half of the
+# wallet's flushes carried nothing but reports (`python -m exchange.bench actors` at half
+# load: 1.75 wallet flushes per market batch).
+REPORT_FLUSH_WITHIN_S = 0.020
 
 
 class WalletHost(HostActor):
@@ -65,10 +74,11 @@ class WalletHost(HostActor):
         return results
 
     async def apply(self, commands: list) -> list[CommandResult]:
-        """Exposure reports and settlements from market hosts (idempotent)."""
+        """Exposure reports and settlements from market hosts (idempotent); answered once
+        durable, which may wait REPORT_FLUSH_WITHIN_S for the next flush."""
         started = time.perf_counter()
         await self.ready()
-        results = await self.run_batch(commands)
+        results = await self.run_batch(commands, REPORT_FLUSH_WITHIN_S)
         self.record(len(commands), started)
         for cmd in commands:
             if type(cmd) is ApplyMarketExposure:

@@ -12,7 +12,8 @@ Against the running local stack (real Kafka, real Ray), in one run:
 - half load: orders sent open-loop at half that rate: host-side latency from a batch's
   arrival at a market host to its acknowledged reply, p50/p99/p99.9, weighted by order;
   how even that load was (the driver's tick gaps, the largest batch it sent catching up);
-- both phases: CPU microseconds per order in each host and in the driver;
+- both phases: CPU microseconds per order in each host, in the driver and in the whole
+  machine (`machine`: the broker, Ray's processes and the rest included);
 - recovery: a market whose history holds `--recovery-events` events is written through
   an in-process market host core (same code as the actor) and recovered by a fresh one:
   `recovery_s` (latest snapshot + the events after it).
@@ -232,9 +233,11 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         host_stats: list[dict] = []
 
         async def cpu_now() -> dict[str, float]:
-            # CPU seconds used so far by each host process and by this driver
+            # CPU seconds used so far by each host process, by this driver, and by the whole
+            # machine (the broker, Ray's own processes and the rest share the same cores)
             host_stats[:] = await asyncio.gather(*(h.stats.remote() for h in all_hosts))
-            return {**{s["name"]: s["cpu_s"] for s in host_stats}, "driver": time.process_time()}
+            return {**{s["name"]: s["cpu_s"] for s in host_stats}, "driver": time.process_time(),
+                    "machine": machine_busy_s()}
 
         def cpu_per_order(before: dict, after: dict, orders: int) -> dict[str, float]:
             return {k: round((after[k] - before[k]) / max(orders, 1) * 1e6, 1) for k in before}
@@ -396,6 +399,17 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         finally:
             await delete_topics(bootstrap, lambda t: t.startswith(f"rec{tag}."))
     return result
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core of this machine has spent busy since boot (/proc/stat: all but
+    idle and iowait); 0.0 where there is no /proc."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except OSError:
+        return 0.0
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 async def recovery(bootstrap: str, prefix: str, events: int) -> dict:

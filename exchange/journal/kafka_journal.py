@@ -252,6 +252,7 @@ class Journal:
         self._next_seq: dict[str, int] = {}
         self._waiter: asyncio.Future | None = None
         self._wakeup = asyncio.Event()
+        self._deferred: asyncio.TimerHandle | None = None   # the wakeup of events appended within_s
         self._task: asyncio.Task | None = None
         self._failed: BaseException | None = None
         # aggregate -> (offset of its oldest events not covered by a snapshot, when it is due),
@@ -348,11 +349,17 @@ class Journal:
         """Tells the journal the next sequence number of a recovered aggregate."""
         self._next_seq[aggregate_id] = seq
 
-    def append(self, aggregate_id: str, events: list[bytes]) -> asyncio.Future:
+    def append(self, aggregate_id: str, events: list[bytes], within_s: float = 0.0) -> asyncio.Future:
         """Queues an aggregate's encoded events (each one msgpack value) for the next group commit.
 
         Returns a future that resolves when they are committed in Kafka, or raises
         JournalFailed. Events must be appended in the order they were applied.
+
+        ``within_s``: the events may wait up to this long for a flush that something else
+        asks for, rather than starting one now (0: flush as soon as the journal is idle).
+        For work nobody is waiting on: it rides along with the next flush, and is in the
+        log before anything appended after it, so nothing decided on its effects is
+        answered before it is durable.
         """
         if self._failed is not None:
             raise JournalFailed(f"journal {self.host_id} failed: {self._failed!r}")
@@ -370,7 +377,10 @@ class Journal:
         waiter = self._waiter
         if waiter is None:
             waiter = self._waiter = asyncio.get_running_loop().create_future()
-        self._wakeup.set()
+        if within_s <= 0:
+            self._wakeup.set()
+        elif self._deferred is None and not self._wakeup.is_set():
+            self._deferred = asyncio.get_running_loop().call_later(within_s, self._wakeup.set)
         return waiter
 
     def next_seq(self, aggregate_id: str) -> int:
@@ -389,6 +399,9 @@ class Journal:
             if self.config.linger_s:
                 await asyncio.sleep(self.config.linger_s)
             watchdog = loop.call_later(self.config.flush_timeout_s, self._stuck)
+            if self._deferred is not None:     # this flush takes the deferred events too
+                self._deferred.cancel()
+                self._deferred = None
             if self._waiter is not None:
                 batch, self._pending = self._pending, {}
                 waiter, self._waiter = self._waiter, None

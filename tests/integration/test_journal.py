@@ -275,3 +275,30 @@ def _all_threads_stopped(pid: int) -> bool:
         except OSError:       # a thread that ended meanwhile
             continue
     return bool(states) and all(state in ("T", "t") for state in states)
+
+
+async def test_deferred_events_ride_along_with_the_next_flush_and_keep_their_order(config):
+    journal = Journal(config, partition=0)
+    await journal.start()
+    try:
+        await journal.append("w", [ev("w", 1)])           # the first flush opens the lease
+        flushes = journal.flushes
+
+        # alone, a deferred append waits its time, then is flushed by itself
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(journal.append("w", [ev("w", 2)], within_s=0.2), 2.0)
+        assert loop.time() - started >= 0.19
+        assert journal.flushes == flushes + 1
+
+        # an urgent append after it flushes both at once, in the order appended
+        deferred = journal.append("w", [ev("w", 3)], within_s=5.0)
+        started = loop.time()
+        await asyncio.wait_for(journal.append("w", [ev("w", 4)]), 2.0)
+        assert deferred.done() and loop.time() - started < 2.0
+        assert journal.flushes == flushes + 2
+    finally:
+        await journal.stop()
+
+    recovered, _ = await recovered_by_a_successor(config, 0)
+    assert recovered["w"].events == [ev("w", n) for n in range(1, 5)]
