@@ -380,8 +380,12 @@ class Journal:
         if within_s <= 0:
             self._wakeup.set()
         elif self._deferred is None and not self._wakeup.is_set():
-            self._deferred = asyncio.get_running_loop().call_later(within_s, self._wakeup.set)
+            self._deferred = asyncio.get_running_loop().call_later(within_s, self._deferred_due)
         return waiter
+
+    def _deferred_due(self) -> None:
+        self._deferred = None
+        self._wakeup.set()
 
     def next_seq(self, aggregate_id: str) -> int:
         return self._next_seq.get(aggregate_id, 1)
