@@ -59,6 +59,14 @@ def stack():
 
 
 @pytest.fixture(scope="session")
+def child_env(stack) -> dict:
+    """The environment for a command the tests run in a child process against the stack
+    (a benchmark): the stack's client settings, and where to find Python and the code."""
+    keep = ("PATH", "HOME", "PYTHONPATH", "EXCHANGE_STATE_DIR")
+    return {**stack["env"], **{k: v for k, v in os.environ.items() if k in keep}}
+
+
+@pytest.fixture(scope="session")
 def ray_session(stack):
     """One Ray driver connection for the whole test session (never one per test)."""
     import ray

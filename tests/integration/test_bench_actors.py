@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +14,13 @@ from exchange.journal import list_topics
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_actors_bench_prints_its_figures_and_cleans_up(stack):
+def test_actors_bench_prints_its_figures_and_cleans_up(stack, child_env):
     bootstrap = stack["env"]["EXCHANGE_KAFKA_BOOTSTRAP"]
     before = asyncio.run(list_topics(bootstrap))
-    env = {**stack["env"], **{k: v for k, v in os.environ.items()
-                              if k in ("PATH", "HOME", "PYTHONPATH", "EXCHANGE_STATE_DIR")}}
     out = subprocess.run([sys.executable, "-m", "exchange.bench", "actors", "--seconds", "1",
                           "--concurrency", "200", "--players", "200", "--markets", "20",
                           "--recovery-events", "2000"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                         cwd=ROOT, env=child_env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     figures = json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -10,9 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_flushcost_prints_every_mode_beside_its_ceiling(stack):
+def test_flushcost_prints_every_mode_beside_its_ceiling(child_env):
     out = subprocess.run([sys.executable, "-m", "exchange.bench", "flushcost", "--seconds", "0.3"],
-                         cwd=ROOT, env={**stack["env"], **_path()}, capture_output=True, text=True, timeout=120)
+                         cwd=ROOT, env=child_env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     figures = json.loads(out.stdout.strip().splitlines()[-1])
     for mode in ("txn_per_flush", "lease", "plain"):
@@ -22,7 +22,3 @@ def test_flushcost_prints_every_mode_beside_its_ceiling(stack):
     assert figures["broker_pid_found"] is True and figures["lease_broker_cpu_us"] is not None
     assert figures["lease_to_plain"] > 0 and figures["txn_per_flush_to_plain"] > 0
 
-
-def _path() -> dict:
-    import os
-    return {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "PYTHONPATH", "EXCHANGE_STATE_DIR")}
