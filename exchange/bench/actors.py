@@ -390,6 +390,9 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         result["e2e_p50_ms_half_load"], result["e2e_p99_ms_half_load"], _ = percentiles(e2e_half)
         result["ratio_to_ceiling"] = round(rate / max(result["ceiling_calls_per_s"], 1), 3)
     finally:
+        if not gc.isenabled():    # a phase failed with the driver's collector off
+            gc.enable()
+            gc.unfreeze()
         remove_hosts(hosts)
         await delete_topics(bootstrap, lambda t: t.startswith(f"bench{tag}."))
 

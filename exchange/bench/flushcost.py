@@ -96,15 +96,10 @@ async def _mode(bootstrap: str, topic: str, mode: str, seconds: float, broker: i
 
 
 async def _run(args) -> dict:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from exchange.journal import create_topic, delete_topics
 
     topic = f"bench-flushcost-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, 1, 1)])
-    finally:
-        await admin.close()
+    await create_topic(args.bootstrap, topic)
     broker = _broker_pid(args.broker_pid)
     figures: dict = {"bench": "flushcost", "seconds": args.seconds, "record_bytes": 100,
                      "broker_pid_found": broker is not None}
@@ -112,12 +107,7 @@ async def _run(args) -> dict:
         for mode in MODES:
             figures.update(await _mode(args.bootstrap, topic, mode, args.seconds, broker))
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics([topic])
-        finally:
-            await admin.close()
+        await delete_topics(args.bootstrap, lambda t: t == topic)
     figures["lease_to_plain"] = round(figures["lease_per_s"] / max(figures["plain_per_s"], 1), 3)
     figures["txn_per_flush_to_plain"] = round(figures["txn_per_flush_per_s"] / max(figures["plain_per_s"], 1), 3)
     return figures

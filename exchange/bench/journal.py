@@ -98,20 +98,19 @@ async def journal_appends(bootstrap: str, prefix: str, seconds: float, writers: 
 
 
 async def _run(args) -> dict:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from exchange.journal import create_topic, delete_topics
 
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     raw_topic = f"{prefix}.raw"
-    admin = AIOKafkaAdminClient(bootstrap_servers=args.bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(raw_topic, 1, 1)])
-    print(f"raw aiokafka produce for {args.seconds:.0f}s ...", file=sys.stderr, flush=True)
-    raw = await raw_produce(args.bootstrap, raw_topic, args.seconds)
-    print(f"journal appends ({args.writers} writers, {args.aggregates} aggregates) "
-          f"for {args.seconds:.0f}s ...", file=sys.stderr, flush=True)
-    figures = await journal_appends(args.bootstrap, prefix, args.seconds, args.writers, args.aggregates)
-    await admin.delete_topics([raw_topic, f"{prefix}.bench.events", f"{prefix}.bench.snapshots"])
-    await admin.close()
+    await create_topic(args.bootstrap, raw_topic)
+    try:
+        print(f"raw aiokafka produce for {args.seconds:.0f}s ...", file=sys.stderr, flush=True)
+        raw = await raw_produce(args.bootstrap, raw_topic, args.seconds)
+        print(f"journal appends ({args.writers} writers, {args.aggregates} aggregates) "
+              f"for {args.seconds:.0f}s ...", file=sys.stderr, flush=True)
+        figures = await journal_appends(args.bootstrap, prefix, args.seconds, args.writers, args.aggregates)
+    finally:   # the raw topic and the journal's two, whether or not the run got through
+        await delete_topics(args.bootstrap, lambda t: t.startswith(f"{prefix}."))
     result = {"bench": "journal", **figures, "raw_produce_per_s": round(raw),
               "ratio": round(figures["journal_per_s"] / raw, 3), "event_bytes": EVENT_BYTES,
               "writers": args.writers, "aggregates": args.aggregates, "seconds": args.seconds}

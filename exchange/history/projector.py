@@ -35,7 +35,7 @@ from typing import Awaitable, Callable
 from exchange.domain.history import HistoryProjection
 from exchange.domain.messages import event_msgpack
 from exchange.history.store import HistoryBatch, HistoryStore
-from exchange.journal import JournalConfig, ensure_topics
+from exchange.journal import JournalConfig, ensure_topics, kafka_admin
 from exchange.journal.records import batch_decoder
 
 log = logging.getLogger(__name__)
@@ -264,11 +264,7 @@ class HistoryProjector:
 async def _partitions(bootstrap: str, topics: list[str]) -> dict[str, list[int]]:
     """Each topic's partitions, as the broker describes them (a consumer that subscribes to
     nothing does not learn them from its own metadata)."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with kafka_admin(bootstrap) as admin:
         for _ in range(50):          # a topic just created may not be described yet
             described = await admin.describe_topics(topics)
             out = {d["topic"]: sorted(p["partition"] for p in d["partitions"])
@@ -277,6 +273,4 @@ async def _partitions(bootstrap: str, topics: list[str]) -> dict[str, list[int]]
             if not missing:
                 return {t: out[t] for t in topics}
             await asyncio.sleep(0.1)
-    finally:
-        await admin.close()
     raise RuntimeError(f"topics without partitions: {missing}")

@@ -5,11 +5,13 @@ from exchange.journal.kafka_journal import (
     JournalConfig,
     JournalFailed,
     RecoveredAggregate,
+    create_topic,
     delete_topics,
     ensure_topics,
+    kafka_admin,
     list_topics,
     read_partition,
 )
 
-__all__ = ["Journal", "JournalConfig", "JournalFailed", "RecoveredAggregate", "delete_topics", "ensure_topics",
-           "list_topics", "read_partition"]
+__all__ = ["Journal", "JournalConfig", "JournalFailed", "RecoveredAggregate", "create_topic", "delete_topics",
+           "ensure_topics", "kafka_admin", "list_topics", "read_partition"]

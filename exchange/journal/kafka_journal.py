@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import heapq
 import logging
 import random
@@ -124,11 +125,20 @@ class JournalConfig:
         return f"{self.prefix}.{self.stream}.snapshots"
 
 
-async def ensure_topics(config: JournalConfig) -> None:
-    """Creates the stream's events (delete policy) and snapshots (compacted) topics if missing."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=config.bootstrap)
+@contextlib.asynccontextmanager
+async def kafka_admin(bootstrap: str):
+    """An admin client for the length of a block, closed however the block ends."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        yield admin
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(config: JournalConfig) -> None:
+    """Creates the stream's events (delete policy) and snapshots (compacted) topics if missing."""
+    async with kafka_admin(config.bootstrap) as admin:
         existing = set(await admin.list_topics())
         wanted = []
         if config.events_topic not in existing:
@@ -146,17 +156,17 @@ async def ensure_topics(config: JournalConfig) -> None:
                 await admin.create_topics(wanted)
             except TopicAlreadyExistsError:
                 pass
-    finally:
-        await admin.close()
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    """A plain topic (replication 1) for benchmarks and tests."""
+    async with kafka_admin(bootstrap) as admin:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
 
 
 async def list_topics(bootstrap: str) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with kafka_admin(bootstrap) as admin:
         return set(await admin.list_topics())
-    finally:
-        await admin.close()
 
 
 async def delete_topics(bootstrap: str, chosen: Callable[[str], bool]) -> list[str]:
@@ -165,15 +175,11 @@ async def delete_topics(bootstrap: str, chosen: Callable[[str], bool]) -> list[s
     partitions, and a broker that kept them paid for each one (a day's leftovers, 6,635
     partitions, held 400 MB of the broker's heap live, which its collector marked over
     and over, on the cores the hosts use)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with kafka_admin(bootstrap) as admin:
         doomed = sorted(t for t in await admin.list_topics() if not t.startswith("__") and chosen(t))
         for i in range(0, len(doomed), 100):
             await admin.delete_topics(doomed[i:i + 100])
         return doomed
-    finally:
-        await admin.close()
 
 
 @dataclass

@@ -22,16 +22,12 @@ STACK = [sys.executable, str(ROOT / "cluster" / "stack.py")]
 
 async def test_kafka_idempotent_and_transactional_produce_then_read_committed(stack):
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from exchange.journal import create_topic
 
     bootstrap = stack["env"]["EXCHANGE_KAFKA_BOOTSTRAP"]
     topic = f"smoke-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(bootstrap, topic, partitions=2)
 
     idempotent = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
     await idempotent.start()
