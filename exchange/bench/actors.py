@@ -13,7 +13,9 @@ Against the running local stack (real Kafka, real Ray), in one run:
   arrival at a market host to its acknowledged reply, p50/p99/p99.9, weighted by order;
   how even that load was (the driver's tick gaps, the largest batch it sent catching up);
 - both phases: CPU microseconds per order in each host, in the driver and in the whole
-  machine (`machine`: the broker, Ray's processes and the rest included);
+  machine (`machine`: the broker, Ray's processes and the rest included), and how often
+  per order the machine's CPUs went idle deeper than polling (`idle_halts_per_order_*`:
+  on a VM each such halt ends in a wake that exits to the hypervisor);
 - recovery: a market whose history holds `--recovery-events` events is written through
   an in-process market host core (same code as the actor) and recovered by a fresh one:
   `recovery_s` (latest snapshot + the events after it).
@@ -250,6 +252,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         gc.freeze()
         gc.disable()
         cpu_full = await cpu_now()
+        halts_full = idle_halts()
         full_started = time.perf_counter()
         result["driver"] = args.driver
         result["host_transport"] = transport()
@@ -289,8 +292,10 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
                                                           order)
             rate, accepted = rate * per_command, accepted * per_command
         cpu_half = await cpu_now()
+        halts_half = idle_halts()
         full_orders = done if args.driver == "batch" else round(rate * (time.perf_counter() - full_started))
         result["cpu_us_per_order_full_load"] = cpu_per_order(cpu_full, cpu_half, full_orders)
+        result["idle_halts_per_order_full_load"] = _per(halts_half - halts_full, full_orders)
         # each host's journal flushes over the full-load phase (start to acknowledged)
         result["full_load_hosts"] = {st["name"]: {k: st.get(k) for k in ("flush_p50_ms", "flush_p99_ms",
                                                                           "flush_max_ms", "max_loop_lag_ms",
@@ -346,6 +351,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         gc.enable()
         gc.unfreeze()
         result["cpu_us_per_order_half_load"] = cpu_per_order(cpu_half, await cpu_now(), n * per_command)
+        result["idle_halts_per_order_half_load"] = _per(idle_halts() - halts_half, n * per_command)
         # how even the offered load was: the driver's gaps between ticks (5 ms when it gets
         # a core on time) and the largest batch it sent at once, catching up
         gaps = sorted((b - a) * 1000 for a, b in zip(ticks, ticks[1:]))
@@ -413,6 +419,38 @@ def machine_busy_s() -> float:
     except OSError:
         return 0.0
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_halts() -> int:
+    """How many times this machine's CPUs have entered an idle state deeper than polling
+    since boot (cpuidle's per-state usage counts). On a VM each such halt is an exit to
+    the hypervisor, and the wake that ends it costs the waker and the woken tens of
+    microseconds; 0 where cpuidle is not exposed."""
+    total = 0
+    base = "/sys/devices/system/cpu"
+    try:
+        cpus = [c for c in os.listdir(base) if c.startswith("cpu") and c[3:].isdigit()]
+    except OSError:
+        return 0
+    for cpu in cpus:
+        try:
+            states = os.listdir(f"{base}/{cpu}/cpuidle")
+        except OSError:
+            continue
+        for state in states:
+            try:
+                with open(f"{base}/{cpu}/cpuidle/{state}/name") as f:
+                    if f.read().strip() == "POLL":
+                        continue
+                with open(f"{base}/{cpu}/cpuidle/{state}/usage") as f:
+                    total += int(f.read())
+            except (OSError, ValueError):
+                continue
+    return total
+
+
+def _per(count: int, orders: int) -> float:
+    return round(count / max(orders, 1), 3)
 
 
 async def recovery(bootstrap: str, prefix: str, events: int) -> dict:
