@@ -15,7 +15,7 @@ Against the running local stack (real Kafka, real Ray), in one run:
 - both phases: CPU microseconds per order in each host, in the driver and in the whole
   machine (`machine`: the broker, Ray's processes and the rest included), and how often
   per order the machine's CPUs went idle deeper than polling (`idle_halts_per_order_*`:
-  on a VM each such halt ends in a wake that exits to the hypervisor);
+  on a VM each such halt ends in a wake that exits to the hypervisor; null without cpuidle);
 - recovery: a market whose history holds `--recovery-events` events is written through
   an in-process market host core (same code as the actor) and recovered by a fresh one:
   `recovery_s` (latest snapshot + the events after it).
@@ -295,7 +295,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         halts_half = idle_halts()
         full_orders = done if args.driver == "batch" else round(rate * (time.perf_counter() - full_started))
         result["cpu_us_per_order_full_load"] = cpu_per_order(cpu_full, cpu_half, full_orders)
-        result["idle_halts_per_order_full_load"] = _per(halts_half - halts_full, full_orders)
+        result["idle_halts_per_order_full_load"] = _halts_per_order(halts_full, halts_half, full_orders)
         # each host's journal flushes over the full-load phase (start to acknowledged)
         result["full_load_hosts"] = {st["name"]: {k: st.get(k) for k in ("flush_p50_ms", "flush_p99_ms",
                                                                           "flush_max_ms", "max_loop_lag_ms",
@@ -351,7 +351,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         gc.enable()
         gc.unfreeze()
         result["cpu_us_per_order_half_load"] = cpu_per_order(cpu_half, await cpu_now(), n * per_command)
-        result["idle_halts_per_order_half_load"] = _per(idle_halts() - halts_half, n * per_command)
+        result["idle_halts_per_order_half_load"] = _halts_per_order(halts_half, idle_halts(), n * per_command)
         # how even the offered load was: the driver's gaps between ticks (5 ms when it gets
         # a core on time) and the largest batch it sent at once, catching up
         gaps = sorted((b - a) * 1000 for a, b in zip(ticks, ticks[1:]))
@@ -421,17 +421,18 @@ def machine_busy_s() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def idle_halts() -> int:
+def idle_halts() -> int | None:
     """How many times this machine's CPUs have entered an idle state deeper than polling
     since boot (cpuidle's per-state usage counts). On a VM each such halt is an exit to
     the hypervisor, and the wake that ends it costs the waker and the woken tens of
-    microseconds; 0 where cpuidle is not exposed."""
+    microseconds. None where cpuidle is not exposed (not the same as no halts)."""
     total = 0
+    found = False
     base = "/sys/devices/system/cpu"
     try:
         cpus = [c for c in os.listdir(base) if c.startswith("cpu") and c[3:].isdigit()]
     except OSError:
-        return 0
+        return None
     for cpu in cpus:
         try:
             states = os.listdir(f"{base}/{cpu}/cpuidle")
@@ -444,13 +445,16 @@ def idle_halts() -> int:
                         continue
                 with open(f"{base}/{cpu}/cpuidle/{state}/usage") as f:
                     total += int(f.read())
+                found = True
             except (OSError, ValueError):
                 continue
-    return total
+    return total if found else None
 
 
-def _per(count: int, orders: int) -> float:
-    return round(count / max(orders, 1), 3)
+def _halts_per_order(before: int | None, after: int | None, orders: int) -> float | None:
+    if before is None or after is None:
+        return None
+    return round((after - before) / max(orders, 1), 3)
 
 
 async def recovery(bootstrap: str, prefix: str, events: int) -> dict:

@@ -81,11 +81,13 @@ async def journal_appends(bootstrap: str, prefix: str, seconds: float, writers: 
 
     start = time.perf_counter()
     flushes0 = journal.flushes
-    await asyncio.gather(*(writer(n) for n in range(writers)))
-    elapsed = time.perf_counter() - start
-    flushes = journal.flushes - flushes0
-    records = journal.records
-    await journal.stop()
+    try:
+        await asyncio.gather(*(writer(n) for n in range(writers)))
+        elapsed = time.perf_counter() - start
+        flushes = journal.flushes - flushes0
+        records = journal.records
+    finally:    # before its topics go
+        await journal.stop()
     ms = sorted(x * 1000 for x in latencies)
     return {
         "journal_per_s": round(done / elapsed),

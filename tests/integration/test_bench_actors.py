@@ -33,7 +33,8 @@ def test_actors_bench_prints_its_figures_and_cleans_up(stack, child_env):
         cpu = figures[f"cpu_us_per_order_{phase}_load"]
         assert cpu["driver"] > 0 and cpu["machine"] > 0
         assert set(cpu) >= {"market-host/us-nj/0", "wallet-host/us-nj/0"}
-        assert figures[f"idle_halts_per_order_{phase}_load"] >= 0
+        halts = figures[f"idle_halts_per_order_{phase}_load"]      # None where cpuidle is not exposed
+        assert halts is None or halts >= 0
     assert figures["half_load_driver_gc"]["collections"] == [0, 0, 0]   # its collector stays off
     slowest = figures["half_load_slowest_batches"]
     assert slowest and slowest[0][0] >= figures["p99_9_ms_half_load"] and all(n > 0 for _, n in slowest)

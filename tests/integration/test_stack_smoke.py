@@ -14,8 +14,6 @@ import tomllib
 import uuid
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 STACK = [sys.executable, str(ROOT / "cluster" / "stack.py")]
 
