@@ -34,9 +34,10 @@ GC_SWEEP_EVERY_S = 3600.0   # a full collection of the host's heap, frozen objec
 # as on the benchmark VM), a niceness orders a thread only within its session: the hosts
 # against Ray's other processes and a driver started from the same shell, not against the
 # broker, which the stack starts in a session of its own. Measured with `python -m
-# exchange.bench actors` (docs/benchmarks.md): at 0 rather than 15, 20,422-28,830 one-order orders/s against 17,478-24,736; at -10 with
-# the broker, a host p99.9 at half load of 19.7-38.2 ms against 43.4-192.4 ms at 0 (three
-# runs each, alternated, on a slow hour of the machine). EXCHANGE_HOST_NICENESS overrides.
+# exchange.bench actors` (docs/benchmarks.md): at 0 rather than 15, 20,422-28,830 one-order
+# orders/s against 17,478-24,736; at -10 with the broker, a host p99.9 at half load of
+# 19.7-38.2 ms against 43.4-192.4 ms at 0 (three runs each, alternated, on a slow hour of
+# the machine). EXCHANGE_HOST_NICENESS overrides.
 HOST_NICENESS = int(os.environ.get("EXCHANGE_HOST_NICENESS", "-10"))
 # Young collections run every this many net allocations of tracked objects (see below).
 GC_YOUNG_THRESHOLD = 2_000
