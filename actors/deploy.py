@@ -8,6 +8,8 @@ host never runs outside its jurisdiction's nodes and waits for them when they ar
 
 from __future__ import annotations
 
+import os
+
 import ray
 
 from placement import Role, actor_options, host_placement_group, load_topology
@@ -41,8 +43,8 @@ def deploy_hosts(jurisdiction: str, bootstrap: str, market_hosts: int = 1, walle
                              namespace=namespace, detached=True, placement_group=group,
                              bundle_index=bundle)
         opts = {**opts, "get_if_exists": True, "max_concurrency": 10_000, "num_cpus": HOST_CPU}
-        asked = transport_env()
-        if asked:                   # the hosts call each other the way the deployer asks
+        asked = {**transport_env(), **host_priority_env()}
+        if asked:   # the hosts call each other and are scheduled the way the deployer asks
             env = dict(opts.get("runtime_env") or {})
             env["env_vars"] = {**env.get("env_vars", {}), **asked}
             opts["runtime_env"] = env
@@ -61,6 +63,11 @@ def deploy_hosts(jurisdiction: str, bootstrap: str, market_hosts: int = 1, walle
             linger_ms=journal_linger_ms, **wallet_kwargs))
     ray.get([a.ready.remote() for a in actors], timeout=timeout)
     return Hosts(jurisdiction, market_hosts, wallet_hosts, namespace)
+
+
+def host_priority_env() -> dict[str, str]:
+    """The hosts' scheduling settings (actors/host_actor.py) the deployer's environment sets."""
+    return {k: os.environ[k] for k in ("EXCHANGE_HOST_NICENESS", "EXCHANGE_HOST_REALTIME") if k in os.environ}
 
 
 def remove_hosts(hosts: Hosts) -> None:

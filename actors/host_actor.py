@@ -21,7 +21,7 @@ from exchange.stats import percentile
 
 from actors.channel import ChannelServer
 from actors.host_core import AggregateKind, HostCore
-from actors.priority import renice, thread_niceness
+from actors.priority import realtime, renice, thread_niceness, thread_realtime
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,13 @@ GC_SWEEP_EVERY_S = 3600.0   # a full collection of the host's heap, frozen objec
 # 19.7-38.2 ms against 43.4-192.4 ms at 0 (three runs each, alternated, on a slow hour of
 # the machine). EXCHANGE_HOST_NICENESS overrides.
 HOST_NICENESS = int(os.environ.get("EXCHANGE_HOST_NICENESS", "-10"))
+# Above the niceness, a host asks for the lowest real-time priority (SCHED_FIFO 1; 0 asks
+# for none): actors/priority.py. Traced on the benchmark VM (sched_switch and
+# sched_wakeup through a half-load phase, docs/benchmarks.md), the fair scheduler stacked
+# both host threads and the broker's on one CPU, preempting one another, while the other
+# CPU idled, and a woken host waited behind kernel threads (kdamond, 3-5 ms at a time).
+# EXCHANGE_HOST_REALTIME overrides; the deployer's value is passed on (actors/deploy.py).
+HOST_REALTIME = int(os.environ.get("EXCHANGE_HOST_REALTIME", "1"))
 # Young collections run every this many net allocations of tracked objects (see below).
 GC_YOUNG_THRESHOLD = 2_000
 
@@ -79,6 +86,7 @@ class HostActor:
         self._channel: ChannelServer | None = None
         gc.callbacks.append(self._watch_gc)
         self.niceness = renice(HOST_NICENESS, "host")
+        self.realtime = realtime(HOST_REALTIME, "host")
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -300,7 +308,8 @@ class HostActor:
                 "gc_collections": [g["collections"] for g in generations],
                 "gc_collected": [g["collected"] for g in generations],
                 "gc_frozen": self._frozen, "journal": journal.state(), "niceness": self.niceness,
-                "thread_niceness": sorted(set(thread_niceness())),
+                "thread_niceness": sorted(set(thread_niceness())), "realtime": self.realtime,
+                "thread_realtime": sorted(set(thread_realtime())),
                 "channel_port": self._channel.port if self._channel is not None else None,
                 "cpu_s": time.process_time(), "pid": os.getpid()}
 

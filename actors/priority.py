@@ -4,7 +4,8 @@ Ray starts its workers at nice 15, so that they yield to the raylet and GCS. Mar
 wallet hosts (actors/host_actor.py) and the bettors' ingress replicas (exchange/api/app.py)
 are the latency path of every bet; at nice 15 they wait behind everything at nice 0 or
 below on a busy node. They ask for a lower niceness when they may (root, or CAP_SYS_NICE
-in a container) and keep Ray's otherwise.
+in a container) and keep Ray's otherwise. Hosts also ask for a real-time priority
+(`realtime`), which the niceness backs up where it is refused.
 """
 
 from __future__ import annotations
@@ -34,6 +35,31 @@ def renice(niceness: int, who: str = "process") -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
+def realtime(priority: int, who: str = "process") -> int:
+    """This process's real-time priority after asking for SCHED_FIFO at ``priority`` for
+    each of its threads (0: not asked, or not allowed; the niceness then orders it).
+
+    A real-time thread runs as soon as it is woken, ahead of every ordinary thread: the
+    kernel places it on a CPU where it can run now. The fair scheduler of a VM may instead
+    stack woken threads on a CPU that is already busy while another sits idle (the
+    benchmark VM boots with `sched_vcpu_pack`), where they wait their turn. The kernel's
+    real-time throttling (`sched_rt_runtime_us`, 95% by default) still leaves ordinary
+    threads a share of every CPU. Threads started later inherit the policy.
+    """
+    if priority <= 0:
+        return 0
+    refused = []
+    for tid in thread_ids():
+        try:
+            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
+        except OSError as exc:      # not permitted here (or the thread ended)
+            refused.append(f"{tid}: {exc.strerror}")
+    if refused:
+        log.info("%s stays in the ordinary scheduler for %d threads (%s)", who, len(refused),
+                 "; ".join(refused[:3]))
+    return os.sched_getparam(0).sched_priority if os.sched_getscheduler(0) == os.SCHED_FIFO else 0
+
+
 def thread_ids(pid: int | str = "self") -> list[int]:
     """A process's threads, this one's by default (0, the calling thread, where /proc is
     not there to list them)."""
@@ -49,6 +75,18 @@ def thread_niceness(pid: int | str = "self") -> list[int]:
     for tid in thread_ids(pid):
         try:
             out.append(os.getpriority(os.PRIO_PROCESS, tid))
+        except OSError:     # ended meanwhile
+            pass
+    return out
+
+
+def thread_realtime(pid: int | str = "self") -> list[int]:
+    """The real-time priority of each of a process's threads (0: the ordinary scheduler)."""
+    out = []
+    for tid in thread_ids(pid):
+        try:
+            fifo = os.sched_getscheduler(tid) in (os.SCHED_FIFO, os.SCHED_RR)
+            out.append(os.sched_getparam(tid).sched_priority if fifo else 0)
         except OSError:     # ended meanwhile
             pass
     return out

@@ -71,7 +71,7 @@ async def test_hosts_export_commands_latency_and_journal_metrics(ray_session, st
 async def test_a_host_reports_its_collector_and_journal_and_sweeps_on_demand(ray_session, stack):
     """stats() says where the journal's flush loop is and what the collector did; gc_sweep
     collects everything once (frozen objects included) and freezes the survivors again."""
-    from actors.host_actor import HOST_NICENESS
+    from actors.host_actor import HOST_NICENESS, HOST_REALTIME
 
     async with hosts_with_an_open_market(stack, "gc") as (gw, _):
         host = gw.handle("market", 0)
@@ -89,6 +89,9 @@ async def test_a_host_reports_its_collector_and_journal_and_sweeps_on_demand(ray
             assert stats["niceness"] == HOST_NICENESS
             # every thread, Ray's call-receiving threads started before the actor included
             assert stats["thread_niceness"] == [HOST_NICENESS]
+            # and above it, every thread at the lowest real-time priority
+            assert stats["realtime"] == HOST_REALTIME
+            assert stats["thread_realtime"] == [HOST_REALTIME]
         sweep = await host.gc_sweep.remote()
         assert sweep["frozen_after"] > 0, "the sweep freezes what survives it"
         assert sweep["frozen_before"] > 0 and sweep["collected"] >= 0
