@@ -50,6 +50,13 @@ HOST_REALTIME = int(os.environ.get("EXCHANGE_HOST_REALTIME", "1"))
 GC_YOUNG_THRESHOLD = 2_000
 
 
+def _in_an_actor() -> bool:
+    """True in a Ray actor's own process (asking without a Ray session would start one)."""
+    import ray
+
+    return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
+
+
 class HostActor:
     """Base of MarketHost and WalletHost (not a Ray actor by itself)."""
 
@@ -85,8 +92,11 @@ class HostActor:
         self._frozen = 0
         self._channel: ChannelServer | None = None
         gc.callbacks.append(self._watch_gc)
-        self.niceness = renice(HOST_NICENESS, "host")
-        self.realtime = realtime(HOST_REALTIME, "host")
+        if _in_an_actor():
+            self.niceness = renice(HOST_NICENESS, "host")
+            self.realtime = realtime(HOST_REALTIME, "host")
+        else:   # a host built in a test's or a tool's process leaves that process's scheduling be
+            self.niceness, self.realtime = os.getpriority(os.PRIO_PROCESS, 0), 0
 
     # ---------------------------------------------------------------- lifecycle
 

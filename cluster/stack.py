@@ -385,6 +385,10 @@ class Kafka(Part):
         pid = spawn(cmd, log=log, niceness=KAFKA_NICENESS)
         (self.dir / "pid").write_text(f"{pid}\n")
         wait_until(self.answers, what="Kafka", timeout=90, proc_alive=lambda: pid_alive(pid), log=log)
+        if KAFKA_REALTIME > 0:
+            done, refused = realtime_threads(pid, "data-plane", KAFKA_REALTIME)
+            say(self.name, f"request threads at SCHED_FIFO {KAFKA_REALTIME}: {done}"
+                           + (f" ({refused} refused: they keep the niceness)" if refused else ""))
 
 
 # The broker's collector is on every flush's path: under the actors bench's half load G1
@@ -399,6 +403,32 @@ KAFKA_JVM = "-Xms1g -Xmx1g -XX:+UseZGC -XX:+AlwaysPreTouch"
 # It runs at the hosts' niceness (actors/host_actor.py HOST_NICENESS), ahead of load
 # generators and Ray's daemons; EXCHANGE_KAFKA_NICENESS overrides.
 KAFKA_NICENESS = int(os.environ.get("EXCHANGE_KAFKA_NICENESS", "-10"))
+# The hosts run at SCHED_FIFO 1 (actors/host_actor.py HOST_REALTIME), ahead of every
+# ordinary thread: where they share the cores with the broker, a flush's request then
+# waited for the hosts themselves. So the broker's network and request-handler threads
+# (named data-plane-*) run at the same priority; its collector, compiler and the rest do
+# not. Eight pairs of `python -m exchange.bench actors` alternated with them ordinary
+# (docs/benchmarks.md, 2026-12-02 midday): the hosts' flush p99 at half load lower in all
+# eight. EXCHANGE_KAFKA_REALTIME overrides (0: none).
+KAFKA_REALTIME = int(os.environ.get("EXCHANGE_KAFKA_REALTIME", "1"))
+
+
+def realtime_threads(pid: int, prefix: str, priority: int) -> tuple[int, int]:
+    """Puts each thread of ``pid`` whose name starts with ``prefix`` at SCHED_FIFO
+    ``priority``; returns how many were set and how many refused (not root, no
+    CAP_SYS_NICE)."""
+    done = refused = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            if not Path(f"/proc/{pid}/task/{tid}/comm").read_text().startswith(prefix):
+                continue
+            os.sched_setscheduler(int(tid), os.SCHED_FIFO, os.sched_param(priority))
+            done += 1
+        except PermissionError:
+            refused += 1
+        except OSError:         # the thread ended meanwhile
+            pass
+    return done, refused
 
 
 def kafka_api_versions(port: int) -> bool:

@@ -36,3 +36,17 @@ def test_every_thread_runs_at_the_priority_asked_for_started_before_or_after():
     seen = json.loads(out.stdout)
     assert seen["got"] == 1
     assert seen["threads"] == [1, 1, 1]      # the main thread, one started before, one after
+
+
+def test_a_host_built_outside_an_actor_leaves_its_callers_scheduling_be():
+    import gc
+
+    from actors.wallet_host import WalletHost
+
+    policy, niceness = os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)
+    host = WalletHost("us-nj", 0, "127.0.0.1:1", 1)     # as the in-process test harnesses do
+    try:
+        assert (os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)) == (policy, niceness)
+        assert host.realtime == 0 and host.niceness == niceness
+    finally:
+        gc.callbacks.remove(host._watch_gc)
