@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -23,15 +24,10 @@ def renice(niceness: int, who: str = "process") -> int:
     that receive calls and replies among them) before the actor existed: each thread is
     asked, not only the calling one. A thread already at or below ``niceness`` is left.
     """
-    refused = []
-    for tid in thread_ids():
-        try:
-            if os.getpriority(os.PRIO_PROCESS, tid) > niceness:
-                os.setpriority(os.PRIO_PROCESS, tid, niceness)
-        except OSError as exc:      # not permitted here (or the thread ended): keep Ray's
-            refused.append(f"{tid}: {exc.strerror}")
-    if refused:
-        log.info("%s niceness stays for %d threads (%s)", who, len(refused), "; ".join(refused[:3]))
+    def ask(tid: int) -> None:
+        if os.getpriority(os.PRIO_PROCESS, tid) > niceness:
+            os.setpriority(os.PRIO_PROCESS, tid, niceness)
+    _ask_each_thread(ask, f"{who} niceness stays")
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
@@ -48,16 +44,22 @@ def realtime(priority: int, who: str = "process") -> int:
     """
     if priority <= 0:
         return 0
+    _ask_each_thread(lambda tid: os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority)),
+                     f"{who} stays in the ordinary scheduler")
+    return os.sched_getparam(0).sched_priority if os.sched_getscheduler(0) == os.SCHED_FIFO else 0
+
+
+def _ask_each_thread(ask: Callable[[int], None], refused_message: str) -> None:
+    """Calls ``ask(tid)`` for each thread of this process; logs the threads that refused
+    (not permitted here, or the thread ended meanwhile): they keep what they had."""
     refused = []
     for tid in thread_ids():
         try:
-            os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
-        except OSError as exc:      # not permitted here (or the thread ended)
+            ask(tid)
+        except OSError as exc:
             refused.append(f"{tid}: {exc.strerror}")
     if refused:
-        log.info("%s stays in the ordinary scheduler for %d threads (%s)", who, len(refused),
-                 "; ".join(refused[:3]))
-    return os.sched_getparam(0).sched_priority if os.sched_getscheduler(0) == os.SCHED_FIFO else 0
+        log.info("%s for %d threads (%s)", refused_message, len(refused), "; ".join(refused[:3]))
 
 
 def thread_ids(pid: int | str = "self") -> list[int]:
@@ -71,22 +73,23 @@ def thread_ids(pid: int | str = "self") -> list[int]:
 
 def thread_niceness(pid: int | str = "self") -> list[int]:
     """The niceness of each of a process's threads, this one's by default."""
-    out = []
-    for tid in thread_ids(pid):
-        try:
-            out.append(os.getpriority(os.PRIO_PROCESS, tid))
-        except OSError:     # ended meanwhile
-            pass
-    return out
+    return _of_each_thread(pid, lambda tid: os.getpriority(os.PRIO_PROCESS, tid))
 
 
 def thread_realtime(pid: int | str = "self") -> list[int]:
     """The real-time priority of each of a process's threads (0: the ordinary scheduler)."""
+    def read(tid: int) -> int:
+        fifo = os.sched_getscheduler(tid) in (os.SCHED_FIFO, os.SCHED_RR)
+        return os.sched_getparam(tid).sched_priority if fifo else 0
+    return _of_each_thread(pid, read)
+
+
+def _of_each_thread(pid: int | str, read: Callable[[int], int]) -> list[int]:
+    """``read(tid)`` for each thread of a process, skipping threads that ended meanwhile."""
     out = []
     for tid in thread_ids(pid):
         try:
-            fifo = os.sched_getscheduler(tid) in (os.SCHED_FIFO, os.SCHED_RR)
-            out.append(os.sched_getparam(tid).sched_priority if fifo else 0)
-        except OSError:     # ended meanwhile
+            out.append(read(tid))
+        except OSError:
             pass
     return out
