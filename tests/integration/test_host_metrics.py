@@ -79,9 +79,12 @@ async def test_a_host_reports_its_collector_and_journal_and_sweeps_on_demand(ray
         assert stats["gc_frozen"] > 0, "recovered state is frozen out of the collector's sight"
         assert len(stats["gc_collections"]) == 3 and len(stats["gc_collected"]) == 3
         if os.path.exists("/proc/thread-self/schedstat"):
-            # the worst loop lag so far, split into the loop thread's time on and off a CPU
-            assert stats["max_loop_lag_ms"] > 0
-            assert stats["max_loop_lag_ran_ms"] >= 0 and stats["max_loop_lag_waited_ms"] >= 0
+            # the worst loop lag so far, split into the loop thread's time on and off a CPU (a
+            # real-time host's 10 ms timer can fire on time to the 0.1 ms, or a hair early, every
+            # time: then no lag is recorded and there is nothing to split)
+            assert stats["max_loop_lag_ms"] >= 0
+            if stats["max_loop_lag_ms"] > 0:
+                assert stats["max_loop_lag_ran_ms"] >= 0 and stats["max_loop_lag_waited_ms"] >= 0
         journal = stats["journal"]
         assert journal["failed"] == "None" and journal["in_transaction"] is True   # the lease is open
         assert journal["transaction_state"].endswith("IN_TRANSACTION")

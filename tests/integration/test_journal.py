@@ -238,30 +238,85 @@ async def test_a_snapshot_write_never_holds_up_a_flush(config):
     assert msgspec.msgpack.decode(a.snapshot) + a.events == [ev("a", n) for n in range(1, 21)]
 
 
-async def test_a_zombie_between_two_leases_is_fenced_too(config):
-    """A lease commits and the next begins with the next flush: a successor that starts in
-    between fences the predecessor all the same (its next write needs the partition added
-    to a transaction, which the coordinator refuses for the old epoch)."""
+async def test_a_zombie_renewing_its_lease_is_fenced_on_both_producers(config):
+    """The events leases run as a relay: a successor that starts while its predecessor
+    commits one lease and writes through the other fences both. The zombie's renewal fails,
+    its next flush is refused, and the log holds what it wrote before and nothing after."""
     cfg = JournalConfig(**{**config.__dict__, "lease_s": 0.05})
     zombie = Journal(cfg, partition=1)
     await zombie.start()
     await zombie.append("w", [ev("w", 1)])
-    for _ in range(100):                  # the lease commits on its own after 50 ms
-        if not zombie.state()["in_transaction"]:
+    for _ in range(100):                  # each producer has renewed its lease at least once
+        if zombie.state()["lease_renewals"] >= 2:
             break
         await asyncio.sleep(0.02)
-    assert zombie.state()["in_transaction"] is False
+    assert zombie.state()["lease_renewals"] >= 2
+    gate, entered = asyncio.Event(), asyncio.Event()
+    renewing = zombie._relay.producer
+    commit = renewing.commit_transaction
+
+    async def held_commit():
+        entered.set()
+        await gate.wait()
+        return await commit()
+
+    renewing.commit_transaction = held_commit
+    await asyncio.wait_for(entered.wait(), 5)      # a swap: the held producer commits its lease
+    assert zombie.state()["lease_renewing"] and zombie._relay.producer is not renewing
+    await zombie.append("w", [ev("w", 2)])        # written beside the held renewal
 
     successor = Journal(cfg, partition=1)
     await successor.start()
-    assert (await successor.recover())["w"].events == [ev("w", 1)]
+    assert (await successor.recover())["w"].events == [ev("w", 1), ev("w", 2)]
+    gate.set()
     with pytest.raises(JournalFailed):
-        await zombie.append("w", [ev("zombie", 2)])
+        await zombie.append("w", [ev("zombie", 3)])
+    for _ in range(100):
+        if zombie.failed is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert zombie.failed is not None, "the renewal's commit was fenced"
     await zombie.stop()
-    await successor.append("w", [ev("w", 2)])
+    await successor.append("w", [ev("w", 3)])
     await successor.stop()
     recovered, _ = await recovered_by_a_successor(cfg, 1)
-    assert recovered["w"].events == [ev("w", 1), ev("w", 2)]
+    assert recovered["w"].events == [ev("w", 1), ev("w", 2), ev("w", 3)]
+
+
+async def test_a_lease_renewal_never_holds_up_a_flush(config):
+    """While one producer's lease commit hangs, flushes go on through the other and are
+    answered; once it is let go the lease reopens, and the relay keeps swapping."""
+    cfg = JournalConfig(**{**config.__dict__, "lease_s": 0.05})
+    journal = Journal(cfg, partition=0)
+    await journal.start()
+    relay = journal._relay
+    gate, entered = asyncio.Event(), asyncio.Event()
+    held = relay.producers[1 - relay.active]     # it takes over at the next swap, renews at the one after
+    commit = held.commit_transaction
+
+    async def held_commit():
+        entered.set()
+        await gate.wait()
+        return await commit()
+
+    held.commit_transaction = held_commit
+    await journal.append("a", [ev("a", 1)])
+    await asyncio.wait_for(entered.wait(), 5)
+    assert journal.state()["lease_renewing"] and relay.producer is not held
+    flushes = journal.flushes
+    for n in range(2, 22):
+        await asyncio.wait_for(journal.append("a", [ev("a", n)]), 5)   # answered while the commit waits
+    assert journal.flushes >= flushes + 20 and journal.state()["lease_renewing"]
+    renewals = journal.state()["lease_renewals"]
+    gate.set()
+    for _ in range(100):
+        if journal.state()["lease_renewals"] >= renewals + 2:
+            break
+        await journal.append("a", [ev("a", 99)])
+        await asyncio.sleep(0.02)
+    assert journal.state()["lease_renewals"] >= renewals + 2 and journal.failed is None
+    assert max(journal.lease_commit_ms) > 0
+    await journal.stop()
 
 
 def _all_threads_stopped(pid: int) -> bool:
