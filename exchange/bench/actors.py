@@ -187,7 +187,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         return await echo.execute.remote(items)
 
     for key, send in (("ceiling_calls_per_s", over_channel), ("ceiling_ray_calls_per_s", over_ray)):
-        batcher = _Batcher(send)
+        batcher = _Batcher(send, window=0)
         result[key], _, _ = await _closed_loop(lambda item: batcher.submit(item), args.concurrency,
                                                min(args.seconds, 5), lambda w, n: True)
     ray.kill(echo)

@@ -1,6 +1,6 @@
 """The gateway's batcher (actors/gateway.py): one call per loop turn per host method,
-each caller answered with its own result, and a call that fails or never answers fails
-every caller in it."""
+at most `window` calls in flight, each caller answered with its own result, and a call
+that fails or never answers fails every caller in it (and frees its place)."""
 
 import asyncio
 
@@ -62,3 +62,66 @@ async def test_a_call_with_no_reply_in_time_fails_its_callers_with_a_timeout():
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.gather(*(batcher.submit(i) for i in range(3)))
     assert pending[0].cancelled(), "the call itself is given up"
+
+
+async def test_what_arrives_while_the_window_is_full_goes_in_one_call_when_a_reply_comes():
+    pending = []
+
+    def send(items):
+        fut = asyncio.get_running_loop().create_future()
+        pending.append((items, fut))
+        return fut
+
+    batcher = _Batcher(send, window=1)
+    first = batcher.submit(0)
+    await asyncio.sleep(0)
+    later = []
+    for n in range(1, 6):             # five loop turns while the first call is out
+        later.append(batcher.submit(n))
+        await asyncio.sleep(0)
+    assert [items for items, _ in pending] == [[0]], "one call in flight"
+    pending[0][1].set_result(["a"])
+    assert await first == "a"
+    assert [items for items, _ in pending] == [[0], [1, 2, 3, 4, 5]], "the rest as one call"
+    pending[1][1].set_result(list("bcdef"))
+    assert await asyncio.gather(*later) == list("bcdef")
+    assert batcher.in_flight == 0
+
+
+async def test_a_failed_or_timed_out_call_frees_its_place_in_the_window():
+    pending = []
+
+    def send(items):
+        fut = asyncio.get_running_loop().create_future()
+        pending.append(fut)
+        if len(pending) == 1:
+            fut.set_exception(ConnectionError("host gone"))
+        return fut
+
+    batcher = _Batcher(send, window=1, timeout_s=0.05)
+    with pytest.raises(ConnectionError):
+        await batcher.submit(0)
+    with pytest.raises(asyncio.TimeoutError):        # the second call never answers
+        await batcher.submit(1)
+    third = batcher.submit(2)
+    await asyncio.sleep(0)
+    assert len(pending) == 3 and batcher.in_flight == 1
+    pending[2].set_result(["ok"])
+    assert await third == "ok"
+
+
+async def test_without_a_window_every_loop_turn_sends_its_own_call():
+    pending = []
+
+    def send(items):
+        fut = asyncio.get_running_loop().create_future()
+        pending.append(fut)
+        return fut
+
+    batcher = _Batcher(send, window=0)
+    for n in range(3):
+        batcher.submit(n)
+        await asyncio.sleep(0)
+    assert len(pending) == 3 and batcher.in_flight == 3
+    for fut in pending:
+        fut.set_result([None])
