@@ -238,6 +238,21 @@ async def test_a_snapshot_write_never_holds_up_a_flush(config):
     assert msgspec.msgpack.decode(a.snapshot) + a.events == [ev("a", n) for n in range(1, 21)]
 
 
+def _hold_commits(producer) -> tuple[asyncio.Event, asyncio.Event]:
+    """Makes the producer's lease commits wait for the returned gate; `entered` is set when
+    one starts waiting."""
+    gate, entered = asyncio.Event(), asyncio.Event()
+    commit = producer.commit_transaction
+
+    async def held_commit():
+        entered.set()
+        await gate.wait()
+        return await commit()
+
+    producer.commit_transaction = held_commit
+    return gate, entered
+
+
 async def test_a_zombie_renewing_its_lease_is_fenced_on_both_producers(config):
     """The events leases run as a relay: a successor that starts while its predecessor
     commits one lease and writes through the other fences both. The zombie's renewal fails,
@@ -251,16 +266,8 @@ async def test_a_zombie_renewing_its_lease_is_fenced_on_both_producers(config):
             break
         await asyncio.sleep(0.02)
     assert zombie.state()["lease_renewals"] >= 2
-    gate, entered = asyncio.Event(), asyncio.Event()
     renewing = zombie._relay.producer
-    commit = renewing.commit_transaction
-
-    async def held_commit():
-        entered.set()
-        await gate.wait()
-        return await commit()
-
-    renewing.commit_transaction = held_commit
+    gate, entered = _hold_commits(renewing)
     await asyncio.wait_for(entered.wait(), 5)      # a swap: the held producer commits its lease
     assert zombie.state()["lease_renewing"] and zombie._relay.producer is not renewing
     await zombie.append("w", [ev("w", 2)])        # written beside the held renewal
@@ -290,16 +297,8 @@ async def test_a_lease_renewal_never_holds_up_a_flush(config):
     journal = Journal(cfg, partition=0)
     await journal.start()
     relay = journal._relay
-    gate, entered = asyncio.Event(), asyncio.Event()
     held = relay.producers[1 - relay.active]     # it takes over at the next swap, renews at the one after
-    commit = held.commit_transaction
-
-    async def held_commit():
-        entered.set()
-        await gate.wait()
-        return await commit()
-
-    held.commit_transaction = held_commit
+    gate, entered = _hold_commits(held)
     await journal.append("a", [ev("a", 1)])
     await asyncio.wait_for(entered.wait(), 5)
     assert journal.state()["lease_renewing"] and relay.producer is not held

@@ -9,6 +9,18 @@ import pytest
 from actors.gateway import _Batcher
 
 
+def _unanswered_calls():
+    """A host method that answers nothing by itself: (the calls' futures, send)."""
+    pending: list[asyncio.Future] = []
+
+    def send(items):
+        fut = asyncio.get_running_loop().create_future()
+        pending.append(fut)
+        return fut
+
+    return pending, send
+
+
 async def test_submits_of_one_loop_turn_travel_as_one_call_and_each_gets_its_own_result():
     calls = []
 
@@ -51,12 +63,7 @@ async def test_a_failed_call_fails_every_caller_in_it():
 
 
 async def test_a_call_with_no_reply_in_time_fails_its_callers_with_a_timeout():
-    pending = []
-
-    def send(items):
-        fut = asyncio.get_running_loop().create_future()
-        pending.append(fut)
-        return fut
+    pending, send = _unanswered_calls()
 
     batcher = _Batcher(send, timeout_s=0.05)
     with pytest.raises(asyncio.TimeoutError):
@@ -111,12 +118,7 @@ async def test_a_failed_or_timed_out_call_frees_its_place_in_the_window():
 
 
 async def test_without_a_window_every_loop_turn_sends_its_own_call():
-    pending = []
-
-    def send(items):
-        fut = asyncio.get_running_loop().create_future()
-        pending.append(fut)
-        return fut
+    pending, send = _unanswered_calls()
 
     batcher = _Batcher(send, window=0)
     for n in range(3):
