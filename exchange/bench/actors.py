@@ -15,7 +15,9 @@ Against the running local stack (real Kafka, real Ray), in one run:
 - both phases: CPU microseconds per order in each host, in the driver and in the whole
   machine (`machine`: the broker, Ray's processes and the rest included), and how often
   per order the machine's CPUs went idle deeper than polling (`idle_halts_per_order_*`:
-  on a VM each such halt ends in a wake that exits to the hypervisor; null without cpuidle);
+  on a VM each such halt ends in a wake that exits to the hypervisor; null without cpuidle),
+  and the share of the machine's CPU time the hypervisor gave to other guests while the
+  phase ran (`steal_pct_*`, exchange/bench/machine.py; the `machine` CPU counts it as busy);
 - recovery: a market whose history holds `--recovery-events` events is written through
   an in-process market host core (same code as the actor) and recovered by a fresh one:
   `recovery_s` (latest snapshot + the events after it).
@@ -32,6 +34,8 @@ import random
 import sys
 import time
 import uuid
+
+from exchange.bench.machine import cpu_ticks, idle_halts, machine_busy_s, steal_pct
 
 
 def add_arguments(p) -> None:
@@ -253,6 +257,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         gc.disable()
         cpu_full = await cpu_now()
         halts_full = idle_halts()
+        ticks_full = cpu_ticks()
         full_started = time.perf_counter()
         result["driver"] = args.driver
         result["host_transport"] = transport()
@@ -293,9 +298,11 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
             rate, accepted = rate * per_command, accepted * per_command
         cpu_half = await cpu_now()
         halts_half = idle_halts()
+        ticks_half = cpu_ticks()
         full_orders = done if args.driver == "batch" else round(rate * (time.perf_counter() - full_started))
         result["cpu_us_per_order_full_load"] = cpu_per_order(cpu_full, cpu_half, full_orders)
         result["idle_halts_per_order_full_load"] = _halts_per_order(halts_full, halts_half, full_orders)
+        result["steal_pct_full_load"] = steal_pct(ticks_full, ticks_half)
         # each host's journal flushes over the full-load phase (start to acknowledged)
         result["full_load_hosts"] = {st["name"]: {k: st.get(k) for k in ("flush_p50_ms", "flush_p99_ms",
                                                                           "flush_max_ms", "max_loop_lag_ms",
@@ -352,6 +359,7 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         gc.unfreeze()
         result["cpu_us_per_order_half_load"] = cpu_per_order(cpu_half, await cpu_now(), n * per_command)
         result["idle_halts_per_order_half_load"] = _halts_per_order(halts_half, idle_halts(), n * per_command)
+        result["steal_pct_half_load"] = steal_pct(ticks_half, cpu_ticks())
         # how even the offered load was: the driver's gaps between ticks (5 ms when it gets
         # a core on time) and the largest batch it sent at once, catching up
         gaps = sorted((b - a) * 1000 for a, b in zip(ticks, ticks[1:]))
@@ -408,47 +416,6 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         finally:
             await delete_topics(bootstrap, lambda t: t.startswith(f"rec{tag}."))
     return result
-
-
-def machine_busy_s() -> float:
-    """CPU seconds every core of this machine has spent busy since boot (/proc/stat: all but
-    idle and iowait); 0.0 where there is no /proc."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:9]]
-    except OSError:
-        return 0.0
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def idle_halts() -> int | None:
-    """How many times this machine's CPUs have entered an idle state deeper than polling
-    since boot (cpuidle's per-state usage counts). On a VM each such halt is an exit to
-    the hypervisor, and the wake that ends it costs the waker and the woken tens of
-    microseconds. None where cpuidle is not exposed (not the same as no halts)."""
-    total = 0
-    found = False
-    base = "/sys/devices/system/cpu"
-    try:
-        cpus = [c for c in os.listdir(base) if c.startswith("cpu") and c[3:].isdigit()]
-    except OSError:
-        return None
-    for cpu in cpus:
-        try:
-            states = os.listdir(f"{base}/{cpu}/cpuidle")
-        except OSError:
-            continue
-        for state in states:
-            try:
-                with open(f"{base}/{cpu}/cpuidle/{state}/name") as f:
-                    if f.read().strip() == "POLL":
-                        continue
-                with open(f"{base}/{cpu}/cpuidle/{state}/usage") as f:
-                    total += int(f.read())
-                found = True
-            except (OSError, ValueError):
-                continue
-    return total if found else None
 
 
 def _halts_per_order(before: int | None, after: int | None, orders: int) -> float | None:

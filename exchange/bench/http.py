@@ -20,7 +20,9 @@ generator (raw asyncio HTTP/1.1 keep-alive connections, `--procs` processes) mea
   (`batched_orders_per_s` = instructions/s); orders mostly rest (backs at 3.0 and up,
   lays at 2.0 and down; `--cross` of them cross), spread over `--markets` markets.
 `loadgen_ceiling_rps` is the same generator against a bare asyncio HTTP server in
-another process: what the generator itself can do here.
+another process: what the generator itself can do here. `<phase>_steal_pct`: the share
+of the machine's CPU time the hypervisor gave to other guests during that phase, warmup
+included (exchange/bench/machine.py), averaged over its rounds.
 
 - `ws_orders`: WebSocket order entry, pipelined single-instruction placeOrders
   (`ws_orders_per_s`); `fanout`: 1,000 connections subscribed to one market while a
@@ -51,6 +53,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
+from exchange.bench.machine import cpu_ticks, steal_pct
 from exchange.stats import percentile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -699,6 +702,7 @@ def measure_mode(mode: str, args, env: dict, ray_address: str, port: int) -> dic
         rounds = max(1, args.rounds) if {"noop", "place1"} <= wanted else 1
         out["rounds"] = rounds
         measured: dict[str, list[dict]] = {}
+        stolen: dict[str, list[float | None]] = {}     # per phase and round (warmup included)
         for r_index in range(rounds):
             for name, key, phase in phases:
                 if key not in wanted or (key == "place_batched" and r_index < rounds - 1):
@@ -707,8 +711,10 @@ def measure_mode(mode: str, args, env: dict, ray_address: str, port: int) -> dic
                 progress(f"{mode}: {name}, {phase['connections']} connections, "
                          f"{args.warmup:g}+{args.seconds / sliced:.3g} s"
                          + (f" (round {r_index + 1} of {rounds})" if sliced > 1 else ""))
+                before = cpu_ticks()
                 measured.setdefault(key, []).append(
                     load({**common, **phase, "seconds": args.seconds / sliced}, args.procs))
+                stolen.setdefault(key, []).append(steal_pct(before, cpu_ticks()))
         for name, key, phase in phases:
             if key not in measured:
                 continue
@@ -717,6 +723,8 @@ def measure_mode(mode: str, args, env: dict, ray_address: str, port: int) -> dic
             out[f"{key}_p50_ms"], out[f"{key}_p99_ms"] = r["p50_ms"], r["p99_ms"]
             out[f"{key}_connections"] = phase["connections"]
             out[f"{key}_loadgen_cpu"] = r["loadgen_cpu"]
+            shares = [x for x in stolen[key] if x is not None]
+            out[f"{key}_steal_pct"] = round(sum(shares) / len(shares), 1) if shares else None
             errors = {k: r[k] for k in ("http_errors", "http_5xx", "rpc_errors", "connect_errors", "broken",
                                         "unfinished") if r[k]}
             if errors:

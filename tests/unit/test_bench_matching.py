@@ -17,3 +17,4 @@ def test_matching_benchmark_prints_one_json_line(capsys):
     assert 0 < figures["floor_ops_per_s"] < figures["ceiling_ops_per_s"]
     assert figures["floor_ops_per_s"] < figures["outputs_only_ops_per_s"]
     assert figures["results"]["success"] > figures["results"]["failure"]
+    assert figures["steal_pct"] is None or 0.0 <= figures["steal_pct"] <= 100.0
