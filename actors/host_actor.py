@@ -309,6 +309,7 @@ class HostActor:
         return {"name": self.name, "aggregates": len(self.core.states), "commands": self.core.commands,
                 "flushes": journal.flushes, "records": journal.records, "events": journal.events,
                 "last_flush_ms": journal.last_flush_ms, "snapshots": journal.snapshots,
+                "snapshot_writes": journal.snapshot_writes,
                 **_flush_percentiles(journal.flush_ms),
                 "lease_flush_ms": [round(x, 2) for x in journal.lease_flush_ms],
                 "lease_commit_ms": [round(x, 2) for x in journal.lease_commit_ms],

@@ -382,7 +382,8 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
                 k: st.get(k) for k in ("flushes", "flush_p50_ms", "flush_p99_ms", "flush_max_ms", "flush_slowest_ms",
                                        "max_loop_lag_ms", "max_loop_lag_ran_ms", "max_loop_lag_waited_ms",
                                        "max_gc_pause_ms", "gc_collections", "lease_flush_ms", "lease_commit_ms",
-                                       "gc_collected", "snapshots", "aggregates", "niceness", "realtime")}
+                                       "gc_collected", "snapshots", "snapshot_writes", "aggregates", "niceness",
+                                       "realtime")}
         # the batches (calls) each host took over the phase: a call's cost here is mostly fixed
         samples = [await h.latency_sample.remote() for h in all_hosts]
         for name, sample in zip(names, samples):

@@ -395,6 +395,7 @@ class Journal:
         self._snapshot_task: asyncio.Task | None = None
         self._snapshots_stopping = False
         self.snapshots = 0
+        self.snapshot_writes = 0      # the writer's rounds (each one or more produce requests)
         # figures for metrics
         self.flushes = 0
         self.records = 0
@@ -743,6 +744,7 @@ class Journal:
                                            partition=self.partition))
         await asyncio.gather(*written)
         self.snapshots += sum(len(snapshots) for snapshots, _ in queued)
+        self.snapshot_writes += 1
         self._snapshot_queued_bytes -= sum(len(state) for snapshots, _ in queued for _, state in snapshots.values())
 
     # ---------------------------------------------------------------- recovery
