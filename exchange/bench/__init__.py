@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "journal": "exchange.bench.journal",
     "flushcost": "exchange.bench.flushcost",
     "actors": "exchange.bench.actors",
+    "hostcpu": "exchange.bench.hostcpu",
     "memory": "exchange.bench.memory",
     "http": "exchange.bench.http",
 }
