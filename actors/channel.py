@@ -275,6 +275,20 @@ class RayLink:
         pass
 
 
+class LocalLink:
+    """A host object in this process, called directly with the same payloads (tests, and the
+    in-process benchmark `python -m exchange.bench hostcpu`): no socket, no Ray."""
+
+    def __init__(self, host):
+        self.host = host
+
+    async def call(self, method: str, payload: bytes) -> bytes:
+        return await getattr(self.host, f"{method}_packed")(payload)
+
+    def close(self) -> None:
+        pass
+
+
 def transport() -> str:
     """How callers reach the hosts' batched methods: "channel" (default) or "ray"."""
     value = os.environ.get(TRANSPORT_ENV, "channel")

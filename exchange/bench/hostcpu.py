@@ -47,19 +47,6 @@ def progress(message: str) -> None:
     print(f"[hostcpu bench] {message}", file=sys.stderr, flush=True)
 
 
-class _Direct:
-    """A host reached by a direct call with the channel's payloads."""
-
-    def __init__(self, host):
-        self.host = host
-
-    async def call(self, method: str, payload: bytes) -> bytes:
-        return await getattr(self.host, f"{method}_packed")(payload)
-
-    def close(self) -> None:
-        pass
-
-
 class _Sent:
     def __init__(self, offset: int):
         self.offset = offset
@@ -89,6 +76,7 @@ class _NoLease:
 
 
 def _in_process_hosts():
+    from actors.channel import LocalLink
     from actors.gateway import Gateway, Hosts
     from actors.market_host import MarketHost
     from actors.wallet_host import WalletHost
@@ -96,8 +84,8 @@ def _in_process_hosts():
     wallet = WalletHost("bench", 0, "127.0.0.1:1", 1, partitions=1, prefix="hostcpu")
     market = MarketHost("bench", 0, "127.0.0.1:1", 1, partitions=1, prefix="hostcpu")
     gateway = Gateway(Hosts("bench", 1, 1))
-    gateway.link = lambda kind, index: _Direct(wallet if kind == "wallet" else market)
-    market._wallets[0] = _Direct(wallet)
+    gateway.link = lambda kind, index: LocalLink(wallet if kind == "wallet" else market)
+    market._wallets[0] = LocalLink(wallet)
     return gateway, wallet, market
 
 

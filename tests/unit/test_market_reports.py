@@ -15,6 +15,7 @@ import random
 
 import pytest
 
+from actors.channel import LocalLink
 from actors.gateway import Gateway, Hosts
 from actors.market_host import MarketHost
 from actors.wallet_host import WalletHost
@@ -31,17 +32,6 @@ from exchange.domain.messages import (
 
 PLAYERS = [f"p{i}" for i in range(6)]
 MARKETS = ["1.1", "1.2"]
-
-
-class _Direct:
-    def __init__(self, host):
-        self.host = host
-
-    async def call(self, method: str, payload: bytes) -> bytes:
-        return await getattr(self.host, f"{method}_packed")(payload)
-
-    def close(self) -> None:
-        pass
 
 
 async def _acknowledge(journal) -> None:
@@ -61,8 +51,8 @@ class Exchange:
         self.wallet = WalletHost("us-nj", 0, "127.0.0.1:1", 1)
         self.market = MarketHost("us-nj", 0, "127.0.0.1:1", 1)
         self.gateway = Gateway(Hosts("us-nj", 1, 1))
-        self.gateway.link = lambda kind, i: _Direct(self.wallet if kind == "wallet" else self.market)
-        self.market._wallets[0] = _Direct(self.wallet)
+        self.gateway.link = lambda kind, i: LocalLink(self.wallet if kind == "wallet" else self.market)
+        self.market._wallets[0] = LocalLink(self.wallet)
         self.reports: list = []
         self.all_reports: list = []
         self.touched = 0            # players whose exposure the market's results carried
