@@ -57,6 +57,19 @@ def add_arguments(p) -> None:
                    help="events in the recovered market's history (0: skip)")
 
 
+def order_shapes(markets: list[str], players: list[str], seed: int = 7):
+    """The random part of each order (market, player, runner, side, price, size), drawn
+    before the load and then taken in turn, endlessly: the driver shares the two cores with
+    the hosts, and six draws per order cost it ~2 us. Also `python -m exchange.bench hostcpu`'s
+    orders."""
+    rng = random.Random(seed)
+    prices = ["1.98", "1.99", "2.0", "2.02", "2.04"]
+    return itertools.cycle([(markets[rng.randrange(len(markets))], players[rng.randrange(len(players))],
+                             rng.randint(1, 3), "BACK" if rng.random() < 0.5 else "LAY",
+                             rng.choice(prices), 200 + rng.randrange(10) * 100)
+                            for _ in range(1 << 16)])
+
+
 def progress(message: str) -> None:
     print(f"[actors bench] {message}", file=sys.stderr, flush=True)
 
@@ -209,17 +222,9 @@ async def _bench(args, ray, topology, Role, actor_options) -> dict:
         await asyncio.gather(*(gw.operate(DefineMarket(command_id=f"d{m}", market_id=m, runners=[1, 2, 3]))
                                for m in markets))
         await asyncio.gather(*(gw.operate(OpenMarket(command_id=f"o{m}", market_id=m)) for m in markets))
-        rng = random.Random(7)
-        prices = ["1.98", "1.99", "2.0", "2.02", "2.04"]
-
         per_command = max(1, args.instructions)
         result["instructions_per_command"] = per_command
-        # The random part of each order, drawn before the phases and then taken in turn: the
-        # driver shares the two cores with the hosts, and six draws per order cost it ~2 us.
-        shapes = itertools.cycle([(markets[rng.randrange(len(markets))], players[rng.randrange(len(players))],
-                                   rng.randint(1, 3), "BACK" if rng.random() < 0.5 else "LAY",
-                                   rng.choice(prices), 200 + rng.randrange(10) * 100)
-                                  for _ in range(1 << 16)])
+        shapes = order_shapes(markets, players)
 
         def order(caller: str, n: int) -> PlaceOrders:
             """The caller's n-th order (its command id is unique in the run): one market and

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import logging
-import random
 import sys
 import time
 
@@ -89,13 +87,15 @@ def _in_process_hosts():
     return gateway, wallet, market
 
 
-async def _round(args, rng_seed: int) -> tuple[float, list, int]:
-    """One round on fresh hosts: (CPU seconds of the orders, the commands the hosts executed
-    in order as (kind, command), orders placed)."""
+async def _round(args) -> tuple[float, list, list, int]:
+    """One round on fresh hosts: (CPU seconds of the orders; the commands the hosts executed
+    as (kind, command), in order, for the setup and for the orders; orders placed)."""
     from actors.host_actor import GC_YOUNG_THRESHOLD
+    from exchange.bench.actors import order_shapes
     from exchange.domain.messages import DefineMarket, Deposit, OpenMarket, PlaceInstruction, PlaceOrders
 
     gateway, wallet, market = _in_process_hosts()
+    threshold = gc.get_threshold()
     executed: list[tuple[str, object]] = []
     tasks = []
     for kind, host in (("wallet", wallet), ("market", market)):
@@ -127,12 +127,7 @@ async def _round(args, rng_seed: int) -> tuple[float, list, int]:
         markets = [f"1.{n}" for n in range(args.markets)]
         await market.execute([DefineMarket(command_id=f"d{m}", market_id=m, runners=[1, 2, 3]) for m in markets])
         await market.execute([OpenMarket(command_id=f"o{m}", market_id=m) for m in markets])
-        rng = random.Random(rng_seed)
-        prices = ["1.98", "1.99", "2.0", "2.02", "2.04"]
-        shapes = itertools.cycle([(markets[rng.randrange(len(markets))], players[rng.randrange(len(players))],
-                                   rng.randint(1, 3), "BACK" if rng.random() < 0.5 else "LAY",
-                                   rng.choice(prices), 200 + rng.randrange(10) * 100)
-                                  for _ in range(1 << 16)])
+        shapes = order_shapes(markets, players)
 
         def order(caller: int, n: int) -> PlaceOrders:
             m, p, runner, side, price, size = next(shapes)
@@ -148,6 +143,8 @@ async def _round(args, rng_seed: int) -> tuple[float, list, int]:
                 n += args.per_call
             return n
 
+        setup = executed[:]         # deposits, definitions, openings: not orders
+        executed.clear()
         # as the Ray hosts do after recovery: the heap so far frozen, young collections often
         gc.collect()
         gc.freeze()
@@ -158,7 +155,7 @@ async def _round(args, rng_seed: int) -> tuple[float, list, int]:
         placed = sum(await asyncio.gather(*(caller(c) for c in range(args.callers))))
         await market.settled()
         cpu = time.process_time() - cpu
-        return cpu, executed, placed
+        return cpu, setup, executed, placed
     finally:
         for task in tasks:
             task.cancel()
@@ -166,11 +163,12 @@ async def _round(args, rng_seed: int) -> tuple[float, list, int]:
         for host in (wallet, market):
             gc.callbacks.remove(host._watch_gc)
         gc.unfreeze()
-        gc.set_threshold(700, 10, 10)
+        gc.set_threshold(*threshold)
 
 
-def _replay(executed: list) -> float:
-    """CPU seconds of the domain's decisions for `executed`, on fresh state, in its order."""
+def _replay(setup: list, orders: list) -> float:
+    """CPU seconds of the domain's decisions for `orders`, on fresh state after `setup`
+    (untimed), each list (kind, command) in the order the hosts ran them."""
     from actors.market_host import MARKET_KIND
     from actors.wallet_host import WALLET_KIND
     from exchange.domain.context import Context
@@ -178,15 +176,20 @@ def _replay(executed: list) -> float:
     kinds = {"wallet": (WALLET_KIND.handle, WALLET_KIND.aggregate_id, {}),
              "market": (MARKET_KIND.handle, MARKET_KIND.aggregate_id, {})}
     ctx = Context(int(time.time() * 1000))
+
+    def decide(commands: list) -> None:
+        for kind, command in commands:
+            handle, aggregate_id, states = kinds[kind]
+            agg = aggregate_id(command)
+            state, _ = handle(states.get(agg), command, ctx)
+            if state is not None:
+                states[agg] = state
+
+    decide(setup)
     gc.collect()
     gc.freeze()
     cpu = time.process_time()
-    for kind, command in executed:
-        handle, aggregate_id, states = kinds[kind]
-        agg = aggregate_id(command)
-        state, _ = handle(states.get(agg), command, ctx)
-        if state is not None:
-            states[agg] = state
+    decide(orders)
     cpu = time.process_time() - cpu
     gc.unfreeze()
     return cpu
@@ -199,13 +202,9 @@ def run(args) -> dict:
     placed = executed_n = 0
     ticks = cpu_ticks()
     for r in range(max(1, args.repeat)):
-        cpu, executed, placed = asyncio.run(_round(args, 7))
-        # the setup's deposits, definitions and openings are not orders: replay only the rest
-        orders_part = [(k, c) for k, c in executed if type(c).__name__ not in ("Deposit", "DefineMarket", "OpenMarket")]
-        setup = [(k, c) for k, c in executed if type(c).__name__ in ("Deposit", "DefineMarket", "OpenMarket")]
-        _replay(setup)      # warms the same code paths as the hosts' setup did
-        domain = _replay(setup + orders_part) - _replay(setup)
-        executed_n = len(orders_part)
+        cpu, setup, executed, placed = asyncio.run(_round(args))
+        domain = _replay(setup, executed)
+        executed_n = len(executed)
         best_host = min(best_host, cpu / placed)
         best_domain = min(best_domain, domain / placed)
         progress(f"round {r + 1}: {placed} orders, hosts {cpu / placed * 1e6:.1f} us/order, "

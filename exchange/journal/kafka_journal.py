@@ -27,9 +27,10 @@ already-encoded events, and await the returned future before they answer anyone
 - The lease runs as a relay of two producers (`<identity>` and `<identity>.relay`): one
   writes the flushes in its open lease while the other commits its lease and opens the
   next (an empty record adds the partition to it); every `lease_s` they swap between two
-  flushes, so each lease is open for about two `lease_s`. A renewal so never holds up a flush: on one producer, the commit and the
-  flush that opened the next lease (AddPartitionsToTxn first) stalled every flush behind
-  them for 1.8-44.5 ms once per `lease_s`, which at half load was about the host's p99.9.
+  flushes, so each lease is open for about two `lease_s`. A renewal so never holds up a
+  flush: on one producer, the commit and the flush that opened the next lease
+  (AddPartitionsToTxn first) stalled every flush behind them for 1.8-44.5 ms once per
+  `lease_s`, which at half load was about the host's p99.9.
   A successor fences both producers at its start, before it reads anything.
 - Snapshots: a flush takes snapshots of the aggregates that are due (within
   `snapshot_budget_s` of pickling), and once its events are acknowledged hands them, with a Checkpoint
